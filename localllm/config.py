@@ -1,0 +1,64 @@
+"""Settings: where localllm keeps its files and how it may behave.
+
+Built once by the CLI from the environment and passed down; no module reads
+environment variables at import time, so tests can build their own. Every
+folder comes from platformdirs, or lies under LOCALLLM_HOME when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "localllm"
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path | None  # LOCALLLM_HOME when set: everything localllm writes lives below it
+    data_dir: Path
+    cache_dir: Path
+    config_dir: Path
+    offline: bool = False
+    debug: bool = False
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        home = environ.get("LOCALLLM_HOME")
+        offline = _flag(environ.get("LOCALLLM_OFFLINE"))
+        debug = _flag(environ.get("LOCALLLM_DEBUG"))
+        if home:
+            root = Path(home).expanduser().resolve()
+            return cls(
+                home=root,
+                data_dir=root / "data",
+                cache_dir=root / "cache",
+                config_dir=root / "config",
+                offline=offline,
+                debug=debug,
+            )
+        import platformdirs
+
+        return cls(
+            home=None,
+            data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            cache_dir=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+            config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            offline=offline,
+            debug=debug,
+        )

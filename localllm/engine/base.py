@@ -1,0 +1,129 @@
+"""The engine contract: what every inference backend offers the rest of localllm.
+
+Generation is a stream of events (Token ... Finished) with a cancel flag, so
+the CLI, the chat UI and the summarizer share one path. Nothing here imports
+llama_cpp; the llama.cpp implementation lives in engine/llama.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from localllm.gguf_meta import GGUFInfo
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 512
+    temperature: float = 0.7  # 0 means greedy: always the most likely token
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int | None = None  # None: a fresh random seed per call
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the user asked for; None means 'choose for me'."""
+
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int | None = None
+    flash_attn: bool | None = None
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What the engine will actually use, and why it differs from the request."""
+
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int  # -1 = all
+    flash_attn: bool | None  # None = let llama.cpp decide (auto)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache, not recomputed
+    completion_tokens: int = 0
+    ttft_s: float = 0.0  # call start to first generated token
+    prefill_s: float = 0.0
+    decode_s: float = 0.0  # first generated token to last
+    stop_reason: str = "stop"  # "eos" | "stop" (a stop string) | "length" | "cancelled"
+
+    @property
+    def prefill_tps(self) -> float:
+        evaluated = self.prompt_tokens - self.cached_tokens
+        return evaluated / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        # The first token's time belongs to prefill; decode speed is measured after it.
+        steps = self.completion_tokens - 1
+        return steps / self.decode_s if steps > 0 and self.decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_s": round(self.ttft_s, 4),
+            "prefill_tps": round(self.prefill_tps, 2),
+            "decode_tps": round(self.decode_tps, 2),
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Finished:
+    stats: GenerationStats
+    stopped: bool = False  # True when cancelled by the caller
+
+
+Event = Token | Finished
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    llama_cpp_python: str
+    backends: dict[str, bool] = field(default_factory=dict)  # CPU, Metal, CUDA, Vulkan
+    gpu_offload: bool = False
+    system_info: str = ""
+
+
+class Engine(Protocol):
+    """A loaded model that can tokenize, format chats and stream answers."""
+
+    info: GGUFInfo
+    plan: LoadPlan
+
+    @property
+    def backend(self) -> str: ...
+
+    def tokenize(self, text: str, *, special: bool = True, add_bos: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int]) -> str: ...
+
+    def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str: ...
+
+    def stream(
+        self,
+        prompt_tokens: list[int],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,43 @@
+"""What this llama.cpp build can do: its version and the backends compiled in."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from localllm.engine.base import BuildInfo
+
+# Backend name -> how it shows in llama_print_system_info() or a shared library name.
+_BACKEND_MARKERS = {
+    "CUDA": (r"\bCUDA\b", "ggml-cuda"),
+    "Metal": (r"\b(MTL|Metal|METAL)\b", "ggml-metal"),
+    "Vulkan": (r"\bVulkan\b", "ggml-vulkan"),
+    "ROCm": (r"\b(ROCm|HIP)\b", "ggml-hip"),
+}
+
+
+@lru_cache(maxsize=1)
+def build_info() -> BuildInfo:
+    import llama_cpp
+
+    system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    libs = " ".join(p.name for p in lib_dir.glob("*")) if lib_dir.is_dir() else ""
+    backends = {"CPU": True}
+    for name, (pattern, lib) in _BACKEND_MARKERS.items():
+        backends[name] = bool(re.search(pattern, system_info)) or lib in libs
+    return BuildInfo(
+        llama_cpp_python=llama_cpp.__version__,
+        backends=backends,
+        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        system_info=system_info,
+    )
+
+
+def gpu_backend_name(info: BuildInfo) -> str | None:
+    """The GPU backend layers would be offloaded to, if any."""
+    for name in ("CUDA", "Metal", "ROCm", "Vulkan"):
+        if info.backends.get(name):
+            return name
+    return None

@@ -1,0 +1,47 @@
+"""The errors localllm shows to users.
+
+Every message is one line that says what went wrong and what to do next. The
+CLI prints them as `error: <message>` and exits 1; anything that is not a
+LocalLLMError is a bug. Subclasses also derive from the matching builtin so
+callers can catch them either way.
+"""
+
+
+class LocalLLMError(Exception):
+    """Shown to the user as one line; the message says what to do next."""
+
+
+class ModelNotFound(LocalLLMError, LookupError):
+    """A model argument names nothing we know or have."""
+
+
+class InvalidModelFile(LocalLLMError, ValueError):
+    """A file that is not a usable GGUF model (wrong magic, truncated, unreadable)."""
+
+
+class IntegrityError(LocalLLMError, ValueError):
+    """Downloaded or stored bytes do not match their expected sha256."""
+
+
+class FetchError(LocalLLMError, ConnectionError):
+    """A model could not be fetched from any of its sources."""
+
+
+class OfflineError(LocalLLMError, ConnectionError):
+    """The network is needed but LOCALLLM_OFFLINE=1 forbids it."""
+
+
+class CatalogError(LocalLLMError, ValueError):
+    """models.toml is malformed; the message names the entry and field."""
+
+
+class ChatTemplateError(LocalLLMError, ValueError):
+    """The model has no usable chat template, or rendering it failed."""
+
+
+class ModelLoadError(LocalLLMError, RuntimeError):
+    """llama.cpp refused to load a model (out of memory, unsupported architecture)."""
+
+
+class InsufficientSpace(LocalLLMError, OSError):
+    """Not enough free disk space for a download or a write."""
