@@ -86,7 +86,7 @@ class _Field:
                 raise CatalogError(f"models.toml: {self.where}: missing field {key!r}")
             return default
         value = self.table[key]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise CatalogError(
                 f"models.toml: {self.where}: field {key!r} must be {kind.__name__}, "
                 f"got {type(value).__name__}"

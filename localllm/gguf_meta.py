@@ -1,144 +1,261 @@
 """Read GGUF headers: what a model file is, before llama.cpp ever sees it.
 
-Validates that a file really is a complete GGUF model (magic, header, tensor
-data within the file) and extracts what the rest of localllm needs: the
-architecture, trained context, layer and head geometry for memory estimates,
-and the chat template. It reads metadata only, never runs the model.
+A streaming parser over any binary reader (a local file here; an HTTP range
+reader for remote files), because gguf's GGUFReader decodes every metadata
+array eagerly and takes seconds on a real vocabulary. Only the values we use
+are decoded; large arrays (tokens, merges) are skipped. It validates magic,
+version and that the tensor data lies within the file; it never runs a model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from localllm.errors import InvalidModelFile
 
 GGUF_MAGIC = b"GGUF"
 KV_CACHE_BYTES_PER_VALUE = 2  # llama.cpp keeps the KV cache in f16 by default
+DEFAULT_ALIGNMENT = 32
+MAX_STRING = 64 * 1024 * 1024  # no sane header string is larger; guards corrupt lengths
+
+# GGUF metadata value types -> struct format of one scalar.
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
+_STRING, _ARRAY = 8, 9
+# Arrays we never need decoded: skipped, only their length is kept.
+_SKIP_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.scores",
+                "tokenizer.ggml.token_type")  # fmt: skip
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Cursor:
+    """Little-endian reads from a binary stream, raising _Truncated at EOF."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise _Truncated
+        self.pos += n
+        return data
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack("<" + fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        n = self.unpack("Q")
+        if n > MAX_STRING:
+            raise ValueError(f"string of {n} bytes")
+        return self.read(n).decode("utf-8", "replace")
+
+    def skip(self, n: int) -> None:
+        self.read(n)  # works on non-seekable streams too
+
+    def value(self, vtype: int, keep: bool = True) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            item_type, count = self.unpack("I"), self.unpack("Q")
+            if not keep:
+                self._skip_array(item_type, count)
+                return count
+            return [self.value(item_type) for _ in range(count)]
+        raise ValueError(f"unknown metadata type {vtype}")
+
+    def _skip_array(self, item_type: int, count: int) -> None:
+        if item_type in _SCALARS:
+            self.skip(struct.calcsize(_SCALARS[item_type]) * count)
+        elif item_type == _STRING:
+            for _ in range(count):
+                self.skip(self.unpack("Q"))
+        else:
+            for _ in range(count):
+                self.value(item_type, keep=False)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    type_name: str
+    offset: int  # from the start of the data section
+    n_bytes: int
 
 
 @dataclass(frozen=True)
 class GGUFInfo:
-    path: Path
-    size: int
-    architecture: str
-    name: str | None
-    context_length: int | None
-    block_count: int | None
-    embedding_length: int | None
-    head_count: int | None
-    head_count_kv: int | None
-    key_length: int | None
-    value_length: int | None
-    file_type: str | None  # e.g. "Q4_1", from general.file_type or the tensors
-    tensor_types: dict[str, int] = field(default_factory=dict)  # type name -> tensor count
-    chat_template: str | None = None
-    add_bos_token: bool | None = None
-    parameter_count: int = 0
+    path: Path | None
+    size: int  # file size in bytes
+    version: int
+    metadata: dict[str, Any]  # big arrays replaced by their length
+    tensors: tuple[TensorInfo, ...]
+    data_offset: int
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(key, default)
+
+    def _arch_int(self, key: str) -> int | None:
+        value = self.metadata.get(f"{self.architecture}.{key}")
+        if isinstance(value, list):  # some models store per-layer values
+            value = max(value) if value else None
+        return int(value) if value is not None else None
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.get("general.name")
+
+    @property
+    def context_length(self) -> int | None:
+        return self._arch_int("context_length")
+
+    @property
+    def block_count(self) -> int | None:
+        return self._arch_int("block_count")
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    @property
+    def parameter_count(self) -> int:
+        total = 0
+        for t in self.tensors:
+            n = 1
+            for d in t.shape:
+                n *= d
+            total += n
+        return total
+
+    @property
+    def tensor_types(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.type_name] = counts.get(t.type_name, 0) + 1
+        return counts
+
+    @property
+    def file_type(self) -> str | None:
+        """The quantization, e.g. 'Q4_1', from general.file_type or the tensors."""
+        import gguf
+
+        ftype = self.metadata.get("general.file_type")
+        if ftype is not None:
+            try:
+                return gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_")
+            except ValueError:
+                pass
+        weights = {k: v for k, v in self.tensor_types.items() if k != "F32"}
+        return max(weights, key=weights.get) if weights else None
 
     def kv_bytes_per_token(self) -> int:
         """Bytes of f16 KV cache one token of context costs; 0 when the header lacks geometry."""
-        if not (self.block_count and self.head_count):
+        layers, heads = self.block_count, self._arch_int("attention.head_count")
+        if not (layers and heads):
             return 0
-        kv_heads = self.head_count_kv or self.head_count
-        head_dim = (self.embedding_length or 0) // self.head_count
-        k = self.key_length or head_dim
-        v = self.value_length or head_dim
-        return self.block_count * kv_heads * (k + v) * KV_CACHE_BYTES_PER_VALUE
+        kv_heads = self._arch_int("attention.head_count_kv") or heads
+        head_dim = (self._arch_int("embedding_length") or 0) // heads
+        k = self._arch_int("attention.key_length") or head_dim
+        v = self._arch_int("attention.value_length") or head_dim
+        return layers * kv_heads * (k + v) * KV_CACHE_BYTES_PER_VALUE
 
 
-def _check_magic(path: Path) -> None:
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except IsADirectoryError:
-        raise InvalidModelFile(f"{path} is a directory, not a .gguf model file") from None
-    except FileNotFoundError:
-        raise InvalidModelFile(f"{path} does not exist: check the path") from None
-    except OSError as exc:
-        raise InvalidModelFile(f"cannot read {path}: {exc.strerror or exc}") from None
-    if magic != GGUF_MAGIC:
-        raise InvalidModelFile(
-            f"{path} is not a GGUF model file: convert it with `localllm quantize` "
-            "or download a .gguf build of the model"
-        )
-
-
-def _scalar(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    if f is None or not f.types:
-        return None
-    return f.contents()
-
-
-def _first_int(value: Any) -> int | None:
-    if isinstance(value, list):  # some models store per-layer values
-        value = max(value) if value else None
-    return int(value) if value is not None else None
-
-
-def _file_type_name(reader: Any, tensor_types: dict[str, int]) -> str | None:
+def _tensor_bytes(type_id: int, shape: tuple[int, ...]) -> tuple[str, int]:
     import gguf
 
-    ftype = _scalar(reader, "general.file_type")
-    if ftype is not None:
-        try:
-            return gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_")
-        except ValueError:
-            pass
-    # Fall back to the most common type among the 2-D weight tensors.
-    weights = {k: v for k, v in tensor_types.items() if k not in ("F32",)}
-    return max(weights, key=weights.get) if weights else None
+    qtype = gguf.GGMLQuantizationType(type_id)
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    n = 1
+    for d in shape:
+        n *= d
+    return qtype.name, n // block * type_size
+
+
+def parse_header(stream: BinaryIO, size: int | None = None, path: Path | None = None) -> GGUFInfo:
+    """Parse a GGUF header from a stream positioned at its start.
+
+    Raises ValueError / _Truncated on malformed input; read_gguf_info turns
+    those into user-facing errors.
+    """
+    cur = _Cursor(stream)
+    if cur.read(4) != GGUF_MAGIC:
+        raise ValueError("bad magic")
+    version = cur.unpack("I")
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version}")
+    n_tensors, n_kv = cur.unpack("Q"), cur.unpack("Q")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = cur.string()
+        metadata[key] = cur.value(cur.unpack("I"), keep=key not in _SKIP_ARRAYS)
+    tensors = []
+    for _ in range(n_tensors):
+        name = cur.string()
+        shape = tuple(cur.unpack("Q") for _ in range(cur.unpack("I")))
+        type_name, n_bytes = _tensor_bytes(cur.unpack("I"), shape)
+        tensors.append(TensorInfo(name, shape, type_name, cur.unpack("Q"), n_bytes))
+    align = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
+    data_offset = (cur.pos + align - 1) // align * align
+    return GGUFInfo(path, size or 0, version, metadata, tuple(tensors), data_offset)
+
+
+def _open_error(path: Path, exc: OSError) -> InvalidModelFile:
+    if isinstance(exc, IsADirectoryError):
+        return InvalidModelFile(f"{path} is a directory, not a .gguf model file")
+    if isinstance(exc, FileNotFoundError):
+        return InvalidModelFile(f"{path} does not exist: check the path")
+    return InvalidModelFile(f"cannot read {path}: {exc.strerror or exc}")
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     """Validate a local GGUF file and read its header; raises InvalidModelFile."""
     path = Path(path)
-    _check_magic(path)
-    import gguf
-
     try:
-        reader = gguf.GGUFReader(path, "r")
-    except (ValueError, IndexError, OSError, KeyError) as exc:
+        size = path.stat().st_size
+        with path.open("rb", buffering=1024 * 1024) as fh:
+            magic = fh.read(4)
+            fh.seek(0)
+            info = parse_header(fh, size, path) if magic == GGUF_MAGIC else None
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    except (_Truncated, ValueError, KeyError, UnicodeDecodeError) as exc:
+        detail = "cut short" if isinstance(exc, _Truncated) else str(exc) or "malformed"
         raise InvalidModelFile(
-            f"{path} is a damaged or truncated GGUF file ({exc.__class__.__name__}): "
-            "download it again"
+            f"{path} is a damaged or truncated GGUF file (header {detail}): download it again"
         ) from None
-    size = path.stat().st_size
-    tensor_types: dict[str, int] = {}
-    data_end = 0
-    parameter_count = 0
-    for t in reader.tensors:
-        tensor_types[t.tensor_type.name] = tensor_types.get(t.tensor_type.name, 0) + 1
-        data_end = max(data_end, int(t.data_offset) + int(t.n_bytes))
-        parameter_count += int(t.n_elements)
-    if data_end > size:
+    if info is None:
         raise InvalidModelFile(
-            f"{path} is truncated ({size} of {data_end} bytes): download it again"
+            f"{path} is not a GGUF model file: convert it with `localllm quantize` "
+            "or download a .gguf build of the model"
         )
-    arch = _scalar(reader, "general.architecture")
-    if not arch:
+    end = info.data_offset + max((t.offset + t.n_bytes for t in info.tensors), default=0)
+    if info.tensors and end > size:
+        raise InvalidModelFile(f"{path} is truncated ({size} of {end} bytes): download it again")
+    if not info.architecture:
         raise InvalidModelFile(f"{path} has no general.architecture: it is not a model file")
-
-    def arch_int(key: str) -> int | None:
-        return _first_int(_scalar(reader, f"{arch}.{key}"))
-
-    return GGUFInfo(
-        path=path,
-        size=size,
-        architecture=str(arch),
-        name=_scalar(reader, "general.name"),
-        context_length=arch_int("context_length"),
-        block_count=arch_int("block_count"),
-        embedding_length=arch_int("embedding_length"),
-        head_count=arch_int("attention.head_count"),
-        head_count_kv=arch_int("attention.head_count_kv"),
-        key_length=arch_int("attention.key_length"),
-        value_length=arch_int("attention.value_length"),
-        file_type=_file_type_name(reader, tensor_types),
-        tensor_types=tensor_types,
-        chat_template=_scalar(reader, "tokenizer.chat_template"),
-        add_bos_token=_scalar(reader, "tokenizer.ggml.add_bos_token"),
-        parameter_count=parameter_count,
-    )
+    return info

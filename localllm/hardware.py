@@ -71,6 +71,8 @@ def _cpu_flags(cpuinfo: str) -> tuple[str, ...]:
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
+    if "pni" in flags:  # Linux spells SSE3 "pni" (Prescott New Instructions)
+        flags.add("sse3")
     if platform.machine() in ("arm64", "aarch64") and platform.system() == "Darwin":
         flags.update(("neon", "dotprod"))
     return tuple(f for f in _INTERESTING_FLAGS if f in flags)

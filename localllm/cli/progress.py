@@ -34,7 +34,9 @@ class TerminalProgress:
             TransferSpeedColumn,
         )
 
-        amount = (DownloadColumn(), TransferSpeedColumn()) if unit == "B" else (MofNCompleteColumn(),)
+        amount = (
+            (DownloadColumn(), TransferSpeedColumn()) if unit == "B" else (MofNCompleteColumn(),)
+        )
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), *amount, TimeRemainingColumn(),
             console=self.console, transient=True,

@@ -95,6 +95,8 @@ def render_chat(
                 return attempt(_fold_system_into_first_user(messages))
             except (_TemplateRaised, TemplateError):
                 pass
-        raise ChatTemplateError(f"the model's chat template refused these messages: {exc}") from None
+        raise ChatTemplateError(
+            f"the model's chat template refused these messages: {exc}"
+        ) from None
     except TemplateError as exc:
         raise ChatTemplateError(f"the model's chat template failed: {exc}") from None

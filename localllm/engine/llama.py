@@ -40,7 +40,7 @@ class ContextOverflow(LocalLLMError, ValueError):
 
 def _common_prefix(a, b) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

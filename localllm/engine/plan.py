@@ -76,9 +76,7 @@ def make_plan(
     if options.n_gpu_layers is not None:
         n_gpu_layers = options.n_gpu_layers if gpu_offload else 0
     else:
-        n_gpu_layers, gpu_notes = choose_gpu_layers(
-            info, n_ctx, gpu_offload, gpus, apple_silicon
-        )
+        n_gpu_layers, gpu_notes = choose_gpu_layers(info, n_ctx, gpu_offload, gpus, apple_silicon)
         notes += gpu_notes
     return LoadPlan(
         n_ctx=n_ctx,

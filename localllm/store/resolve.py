@@ -31,7 +31,7 @@ class ResolvedModel:
 
 
 def _looks_like_path(ref: str) -> bool:
-    return ref.endswith(".gguf") or os.sep in ref or "/" in ref and not ref.startswith("hf:")
+    return ref.endswith(".gguf") or os.sep in ref or ("/" in ref and not ref.startswith("hf:"))
 
 
 def _resolve_path(ref: str) -> ResolvedModel:

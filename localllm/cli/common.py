@@ -1,0 +1,48 @@
+"""Options and steps shared by the commands that load a model."""
+
+from __future__ import annotations
+
+import click
+
+from localllm.config import Settings
+
+
+def model_option(func):
+    return click.option(
+        "-m",
+        "--model",
+        "model",
+        default=None,
+        metavar="MODEL",
+        help="Catalogue name (smollm2-135m[:QUANT]), registered name, or path to a .gguf file. "
+        "Default: smollm2-135m, fetched on first use.",
+    )(func)
+
+
+def ctx_option(func):
+    return click.option(
+        "--ctx",
+        type=click.IntRange(min=64),
+        default=None,
+        help="Context window in tokens (default: the model's, capped at 8192 and by free RAM).",
+    )(func)
+
+
+def quiet_option(func):
+    return click.option("-q", "--quiet", is_flag=True, help="No progress or notices on stderr.")(
+        func
+    )
+
+
+def load_model(settings: Settings, model_ref: str | None, n_ctx: int | None, progress):
+    """Resolve (fetching if needed) and load a model; returns (resolved model, engine)."""
+    from localllm.engine import LoadOptions
+    from localllm.engine.llama import load_engine
+    from localllm.store.resolve import mark_used, resolve_model
+
+    model = resolve_model(settings, model_ref, progress, show_pip_progress=progress.bars)
+    engine = load_engine(model.path, LoadOptions(n_ctx=n_ctx))
+    for note in engine.plan.notes:
+        progress.message(note)
+    mark_used(settings, model)
+    return model, engine

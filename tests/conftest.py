@@ -1,0 +1,71 @@
+"""Shared fixtures: fresh homes, the real starter model fetched once, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localllm.config import Settings
+
+
+def _test_cache() -> Path:
+    default = Path.home() / ".cache" / "localllm-tests"
+    return Path(os.environ.get("LOCALLLM_TEST_CACHE", default))
+
+
+def _cli_command() -> list[str]:
+    script = Path(sys.executable).parent / "localllm"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "localllm"]
+
+
+def run_cli(*args: str, home: Path, stdin: str | None = None, **env: str):
+    """Run the real `localllm` entry point in a subprocess, as a user would."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
+    environ.update(LOCALLLM_HOME=str(home), **env)
+    return subprocess.run(
+        [*_cli_command(), *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=home.parent if home.parent.exists() else None,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path) -> Path:
+    """An empty LOCALLLM_HOME for one test."""
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def starter_home() -> Path:
+    """A LOCALLLM_HOME holding the starter model, fetched once and kept between runs."""
+    from localllm.store.resolve import resolve_model
+
+    home = _test_cache() / "home"
+    resolve_model(Settings.from_env({"LOCALLLM_HOME": str(home)}), None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def starter_path(starter_home: Path) -> Path:
+    from localllm.store.resolve import resolve_model
+
+    return resolve_model(Settings.from_env({"LOCALLLM_HOME": str(starter_home)}), None).path
+
+
+@pytest.fixture(scope="session")
+def engine(starter_path: Path):
+    """The starter model loaded once for in-process engine tests."""
+    from localllm.engine import LoadOptions
+    from localllm.engine.llama import load_engine
+
+    eng = load_engine(starter_path, LoadOptions(n_ctx=2048))
+    yield eng
+    eng.close()

@@ -1,0 +1,54 @@
+"""Load planning: context, threads and GPU layers from the header and the machine."""
+
+from localllm.engine import LoadOptions
+from localllm.engine.plan import DEFAULT_CTX, make_plan
+from localllm.gguf_meta import read_gguf_info
+from localllm.hardware import GPU
+
+GiB = 1024**3
+
+
+def plan(info, **kw):
+    args = dict(ram_available=16 * GiB, physical_cores=4, gpu_offload=False, gpus=[])
+    options = kw.pop("options", LoadOptions())
+    args.update(kw)
+    return make_plan(info, options, **args)
+
+
+def test_defaults_to_the_trained_context_up_to_the_default_cap(starter_path):
+    p = plan(read_gguf_info(starter_path))
+    assert p.n_ctx == min(8192, DEFAULT_CTX)
+    assert p.n_threads == 4 and p.n_gpu_layers == 0 and not p.notes
+
+
+def test_requested_context_beyond_training_is_clamped_with_a_note(starter_path):
+    p = plan(read_gguf_info(starter_path), options=LoadOptions(n_ctx=100_000))
+    assert p.n_ctx == 8192
+    assert "trained" in p.notes[0]
+
+
+def test_little_free_ram_caps_the_context(starter_path):
+    info = read_gguf_info(starter_path)
+    p = plan(info, ram_available=info.size + 400 * 1024**2, options=LoadOptions(n_ctx=8192))
+    assert 512 <= p.n_ctx < 8192
+    assert "free RAM" in p.notes[0]
+
+
+def test_everything_goes_on_a_gpu_that_fits(starter_path):
+    info = read_gguf_info(starter_path)
+    p = plan(info, gpu_offload=True, gpus=[GPU("test", 8 * GiB, 8 * GiB)])
+    assert p.n_gpu_layers == -1
+
+
+def test_part_of_the_model_goes_on_a_small_gpu(starter_path):
+    info = read_gguf_info(starter_path)
+    kv = info.kv_bytes_per_token() * 8192
+    free = kv + 512 * 1024**2 + info.size // 2
+    p = plan(info, gpu_offload=True, gpus=[GPU("small", free, free)])
+    assert 0 < p.n_gpu_layers < info.block_count
+    assert "layers fit" in p.notes[0]
+
+
+def test_cpu_only_build_never_offloads(starter_path):
+    p = plan(read_gguf_info(starter_path), gpus=[GPU("test", 8 * GiB, 8 * GiB)])
+    assert p.n_gpu_layers == 0

@@ -1,0 +1,169 @@
+"""`localllm run` end to end on the real starter model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+CAPITAL = "Which city is the capital of France?"
+SKY = "What colour is the sky on a clear day?"
+
+
+def stats_of(proc) -> dict:
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_answers_the_capital_of_france(starter_home):
+    proc = run_cli("run", "--temperature", "0", "--max-tokens", "24", CAPITAL, home=starter_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout
+
+
+def test_says_the_sky_is_blue(starter_home):
+    proc = run_cli("run", "--temperature", "0", "--max-tokens", "48", SKY, home=starter_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "blue" in proc.stdout.lower()
+
+
+def test_prompt_words_are_joined(starter_home):
+    proc = run_cli(
+        "run", "--temperature", "0", "--max-tokens", "24", *CAPITAL.split(), home=starter_home
+    )
+    assert "Paris" in proc.stdout
+
+
+def test_same_seed_gives_the_same_answer(starter_home):
+    args = (
+        "run",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "1234",
+        "--max-tokens",
+        "40",
+        "Tell me a story.",
+    )
+    first = run_cli(*args, home=starter_home)
+    second = run_cli(*args, home=starter_home)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip()
+    assert first.stdout == second.stdout
+
+
+def test_max_tokens_stops_at_that_many_tokens(starter_home):
+    proc = run_cli(
+        "run", "--max-tokens", "5", "--temperature", "0", "--stats",
+        "Write a long essay about the history of Rome.", home=starter_home,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stats = stats_of(proc)
+    assert stats["completion_tokens"] == 5
+    assert stats["stop_reason"] == "length"
+    assert 0 < len(proc.stdout.split()) <= 5
+
+
+def test_stats_are_sane(starter_home):
+    proc = run_cli(
+        "run", "--temperature", "0", "--max-tokens", "32", "--stats", SKY, home=starter_home
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = stats_of(proc)
+    for key in ("model", "backend", "prompt_tokens", "completion_tokens", "ttft_s",
+                "prefill_tps", "decode_tps"):  # fmt: skip
+        assert key in stats
+    assert stats["model"] == "smollm2-135m:q4_1"
+    assert stats["backend"] == "CPU"
+    assert 1 < stats["completion_tokens"] <= 32
+    assert stats["prompt_tokens"] > 10
+    assert stats["decode_tps"] > 0 and stats["prefill_tps"] > 0
+    assert 0 < stats["ttft_s"] < 60
+    # The answer alone is on stdout; the statistics alone on stderr.
+    assert "{" not in proc.stdout
+
+
+def test_reads_the_prompt_from_stdin(starter_home):
+    proc = run_cli(
+        "run", "--temperature", "0", "--max-tokens", "24", "-", stdin=CAPITAL, home=starter_home
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout
+
+
+def test_stop_string_ends_the_answer_before_it(starter_home):
+    proc = run_cli(
+        "run", "--temperature", "0", "--stop", "Paris", "--stats", CAPITAL, home=starter_home
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" not in proc.stdout
+    assert "capital of France" in proc.stdout
+    assert stats_of(proc)["stop_reason"] == "stop"
+
+
+def test_raw_mode_continues_plain_text(starter_home):
+    proc = run_cli("run", "--raw", "--temperature", "0", "--max-tokens", "8", "--stats",
+                   "One, two, three, four,", home=starter_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert stats_of(proc)["prompt_tokens"] < 12  # no chat template around it
+
+
+def _assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_model_is_a_one_line_error(starter_home):
+    proc = run_cli("run", "-m", "no-such-model", "hi", home=starter_home)
+    _assert_one_line_error(proc, "unknown model 'no-such-model'", "smollm2-135m")
+
+
+def test_missing_file_is_a_one_line_error(starter_home, tmp_path):
+    proc = run_cli("run", "-m", str(tmp_path / "absent.gguf"), "hi", home=starter_home)
+    _assert_one_line_error(proc, "no such file")
+
+
+def test_non_gguf_file_is_a_one_line_error(starter_home, tmp_path):
+    bogus = tmp_path / "notes.gguf"
+    bogus.write_text("these are not model weights\n")
+    proc = run_cli("run", "-m", str(bogus), "hi", home=starter_home)
+    _assert_one_line_error(proc, "not a GGUF model file")
+
+
+@pytest.mark.parametrize("keep_bytes", [2_000, 50_000_000])
+def test_truncated_gguf_is_a_one_line_error(starter_home, starter_path, tmp_path, keep_bytes):
+    cut = tmp_path / "cut.gguf"
+    with starter_path.open("rb") as src:
+        cut.write_bytes(src.read(keep_bytes))
+    proc = run_cli("run", "-m", str(cut), "hi", home=starter_home)
+    _assert_one_line_error(proc, "truncated", "download it again")
+
+
+def test_directory_is_a_one_line_error(starter_home, tmp_path):
+    proc = run_cli("run", "-m", str(tmp_path), "hi", home=starter_home)
+    _assert_one_line_error(proc, "directory")
+
+
+def test_gguf_path_runs_directly(starter_home, starter_path):
+    proc = run_cli("run", "-m", str(starter_path), "--temperature", "0", "--max-tokens", "24",
+                   CAPITAL, home=starter_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout
+
+
+def test_missing_prompt_is_a_usage_error(starter_home):
+    proc = run_cli("run", home=starter_home, stdin="")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_mode_shows_the_traceback(starter_home):
+    proc = run_cli("run", "-m", "no-such-model", "hi", home=starter_home, LOCALLLM_DEBUG="1")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
