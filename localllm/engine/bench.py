@@ -42,16 +42,12 @@ class BenchResult:
     bare: Speed
     localllm: Speed
 
-    @property
-    def prefill_ratio(self) -> float:
-        return self.localllm.prefill_tps / self.bare.prefill_tps if self.bare.prefill_tps else 0.0
-
-    @property
-    def decode_ratio(self) -> float:
-        return self.localllm.decode_tps / self.bare.decode_tps if self.bare.decode_tps else 0.0
+    prefill_ratio: float  # median over rounds of localllm / bare, each round a side-by-side pair
+    decode_ratio: float
 
     def as_dict(self) -> dict:
         data = asdict(self)
+        del data["prefill_ratio"], data["decode_ratio"]
         data["ratio"] = {
             "prefill": round(self.prefill_ratio, 3),
             "decode": round(self.decode_ratio, 3),
@@ -141,6 +137,11 @@ def run_bench(
             decode_tokens=min(s.decode_tokens for s in speeds),
         )
 
+    def paired_ratio(phase: str) -> float:
+        # Each round's pair ran back to back, so their ratio cancels slow drift in load.
+        ratios = [getattr(o, phase) / getattr(b, phase) for o, b in zip(ours, bare, strict=True)]
+        return statistics.median(ratios)
+
     return BenchResult(
         model=model_name,
         backend=engine.backend,
@@ -151,4 +152,6 @@ def run_bench(
         decode_tokens=decode_tokens,
         bare=median(bare),
         localllm=median(ours),
+        prefill_ratio=paired_ratio("prefill_tps"),
+        decode_ratio=paired_ratio("decode_tps"),
     )
