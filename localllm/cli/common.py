@@ -41,7 +41,7 @@ def load_model(settings: Settings, model_ref: str | None, n_ctx: int | None, pro
     from localllm.store.resolve import mark_used, resolve_model
 
     model = resolve_model(settings, model_ref, progress, show_pip_progress=progress.bars)
-    engine = load_engine(model.path, LoadOptions(n_ctx=n_ctx))
+    engine = load_engine(model.path, LoadOptions(n_ctx=n_ctx, verbose=settings.debug))
     for note in engine.plan.notes:
         progress.message(note)
     mark_used(settings, model)

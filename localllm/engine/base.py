@@ -36,6 +36,7 @@ class LoadOptions:
     n_threads: int | None = None
     n_gpu_layers: int | None = None
     flash_attn: bool | None = None
+    verbose: bool = False  # let llama.cpp's own log through (LOCALLLM_DEBUG=1)
 
 
 @dataclass(frozen=True)

