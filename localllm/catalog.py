@@ -211,3 +211,8 @@ def split_model_ref(ref: str) -> tuple[str, str | None]:
     """'qwen2.5-1.5b:q8_0' -> ('qwen2.5-1.5b', 'q8_0'); no quant gives None."""
     name, sep, quant = ref.partition(":")
     return name, (quant or None) if sep else None
+
+
+def catalog_target_name(ref: str) -> str:
+    """The catalogue name part of a model reference ('qwen2.5-1.5b:q8_0' -> 'qwen2.5-1.5b')."""
+    return split_model_ref(ref)[0]

