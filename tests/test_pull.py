@@ -133,7 +133,7 @@ def test_a_stalled_server_is_retried(hub, hub_settings, monkeypatch):
 
 def test_a_server_that_keeps_failing_gives_up_with_a_clear_error(hub, hub_settings):
     remote = hub_module.remote_file(hub_settings, REPO, FILE)
-    hub.cut_next_download(REPO, FILE, after_bytes=1000, times=10)
+    hub.cut_next_download(REPO, FILE, after_bytes=0, times=10)
     with pytest.raises(FetchError, match="resumes where it stopped"):
         hub_module.download(hub_settings, remote, SilentProgress())
 

@@ -13,8 +13,12 @@ reuse theirs). HTTP goes through huggingface_hub's session and headers.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from localllm.config import Settings
@@ -76,33 +80,74 @@ class _Partial:
         self.size = 0
 
 
+class _NoCredentialsAcrossHosts(urllib.request.HTTPRedirectHandler):
+    """Follow the hub's redirect to its CDN without carrying the token to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != req.host:
+            new.remove_header("Authorization")
+        return new
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    import ssl
+
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    return urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), _NoCredentialsAcrossHosts()
+    )
+
+
 def _transfer(url: str, partial: _Partial, progress: ProgressReporter) -> int:
-    """Append the rest of the file to the partial; returns bytes received this call."""
-    import httpx2
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    """Append the rest of the file to the partial; returns bytes received this call.
+
+    The body is read with the standard library into a reused 1 MiB buffer: on a
+    fast link this is twice as fast as huggingface_hub's httpx session (measured
+    by benchmarks/pull_throughput.py), whose per-chunk parsing caps throughput.
+    The hub's own headers (token, user agent) are still used.
+    """
+    from huggingface_hub.utils import build_hf_headers
 
     headers = build_hf_headers()
     if partial.size:
         headers["Range"] = f"bytes={partial.size}-"
-    timeout = httpx2.Timeout(STALL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    request = urllib.request.Request(url, headers=headers)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
     received = 0
-    with get_session().stream(
-        "GET", url, headers=headers, follow_redirects=True, timeout=timeout
-    ) as response:
-        hf_raise_for_status(response)
-        if partial.size and response.status_code != 206:
+    try:
+        response = _opener().open(request, timeout=STALL_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and partial.size:  # we hold more than the file has: start over
+            partial.restart()
+            return 0
+        raise _HTTPStatus(exc.code) from None
+    with response:
+        if partial.size and response.status != 206:
             # The server ignored the Range header: start over rather than corrupt the file.
             progress.advance(-partial.size)
             partial.restart()
+        declared = int(response.headers.get("Content-Length") or -1)
         with partial.path.open("ab") as fh:
-            # Chunks as they arrive: a dropped connection loses nothing already received.
-            for chunk in response.iter_bytes():
+            while n := response.readinto(buffer):
+                chunk = view[:n]
                 fh.write(chunk)
                 partial.digest.update(chunk)
-                partial.size += len(chunk)
-                received += len(chunk)
-                progress.advance(len(chunk))
+                partial.size += n
+                received += n
+                progress.advance(n)
+    if 0 <= received < declared:  # http.client reports a cut body as a quiet end of file
+        raise http.client.IncompleteRead(b"", declared - received)
     return received
+
+
+class _HTTPStatus(Exception):
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
 
 def download_blob(
@@ -133,14 +178,11 @@ def download_blob(
 
 
 def _retryable(exc: Exception) -> bool:
-    """Network trouble and server hiccups; not 'no such repo' or 'not allowed'."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
-        return status >= 500 or status in (408, 429)
-    return isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
+    """Network trouble and server hiccups; not 'no such file' or 'not allowed'."""
+    if isinstance(exc, _HTTPStatus):
+        return exc.status >= 500 or exc.status in (408, 429)
+    # URLError (refused, DNS), timeouts, resets and cut-short bodies.
+    return isinstance(exc, (urllib.error.URLError, OSError, http.client.HTTPException))
 
 
 def _fetch_verified(url, paths: CachePaths, size, expected_sha256, filename, progress) -> None:
@@ -154,9 +196,16 @@ def _fetch_verified(url, paths: CachePaths, size, expected_sha256, filename, pro
         while size is None or partial.size < size:
             try:
                 received = _transfer(url, partial, progress)
+                if size is None:
+                    break
+                if not received:  # a server that answers with nothing must not loop forever
+                    raise ConnectionError("the server sent no data")
+                failures = 0
             except Exception as exc:
                 if not _retryable(exc):
-                    raise
+                    raise FetchError(
+                        f"the hub refused {filename} ({exc}): check the name and your access"
+                    ) from None
                 failures += 1
                 if failures > len(RETRY_DELAYS_S):
                     raise FetchError(
@@ -168,11 +217,6 @@ def _fetch_verified(url, paths: CachePaths, size, expected_sha256, filename, pro
                     f"connection lost ({exc.__class__.__name__}); resuming in {delay:.0f}s"
                 )
                 time.sleep(delay)
-                continue
-            if received:
-                failures = 0
-            if size is None or not received:
-                break
     finally:
         progress.finish()
     _finish(paths, partial, size, expected_sha256, filename)
@@ -190,6 +234,6 @@ def _finish(paths: CachePaths, partial: _Partial, size, expected_sha256, filenam
             f"{(expected_sha256 or '?')[:12]}…): it was deleted and nothing was registered; "
             "run the command again"
         )
-    with paths.incomplete.open("rb+") as fh:
-        os.fsync(fh.fileno())
+    # No fsync: the blob is content-addressed and was verified as it arrived; like
+    # huggingface_hub and curl we leave flushing to the OS (it costs ~40% of throughput).
     os.replace(paths.incomplete, paths.blob)

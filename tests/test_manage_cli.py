@@ -1,0 +1,151 @@
+"""list, show, import and rm on a real home with real model files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import run_cli
+
+from localllm.catalog import load_catalog
+
+
+@pytest.fixture
+def home_with_starter(fresh_home, starter_home):
+    """A private copy of the starter home, so tests may add and remove models."""
+    shutil.copytree(starter_home, fresh_home)
+    return fresh_home
+
+
+def listed(home) -> dict:
+    proc = run_cli("list", "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    return {row["name"]: row for row in json.loads(proc.stdout)}
+
+
+def test_list_shows_what_is_stored(home_with_starter):
+    row = listed(home_with_starter)["smollm2-135m:q4_1"]
+    assert row["quant"] == "q4_1" and row["architecture"] == "llama"
+    assert row["context_length"] == 8192 and row["size"] == 98362432
+    assert row["source"].startswith("package:")
+    table = run_cli("list", home=home_with_starter).stdout
+    assert "smollm2-135m:q4_1" in table and "LAST USED" in table
+
+
+def test_list_on_an_empty_home_says_how_to_start(fresh_home):
+    proc = run_cli("list", home=fresh_home)
+    assert proc.returncode == 0 and "localllm pull" in proc.stdout
+    assert json.loads(run_cli("list", "--json", home=fresh_home).stdout) == []
+
+
+def test_show_reports_metadata_and_memory(home_with_starter):
+    proc = run_cli("show", "smollm2-135m", "--json", home=home_with_starter)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["architecture"] == "llama" and r["quant"] == "Q4_1"
+    assert r["context_length"] == 8192 and r["chat_template"] is True
+    assert r["license"] == "apache-2.0" and r["parameters"].endswith("M")
+    assert r["tensor_types"]["Q4_1"] > 100
+    contexts = [m["n_ctx"] for m in r["memory"]]
+    assert contexts == [2048, 8192]
+    small, full = r["memory"]
+    assert small["kv_cache"] * 4 == full["kv_cache"]  # KV cache grows with the context
+    assert small["weights"] == full["weights"] and full["total"] > full["weights"]
+
+
+def test_show_of_a_catalogue_model_does_not_download(fresh_home):
+    proc = run_cli("show", "qwen2.5-3b", "--json", home=fresh_home, LOCALLLM_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["downloaded"] is False and r["commercial_use"] is False
+    assert "q4_k_m" in r["quants"]
+
+
+def test_import_copies_validates_and_rm_deletes_the_copy(home_with_starter, starter_path):
+    proc = run_cli("import", str(starter_path), "--name", "mine", home=home_with_starter)
+    assert proc.returncode == 0, proc.stderr
+    row = listed(home_with_starter)["mine"]
+    assert row["path"] != str(starter_path) and row["path"].startswith(str(home_with_starter))
+    run = run_cli("run", "-m", "mine", "--temperature", "0", "--max-tokens", "24",
+                  "Which city is the capital of France?", home=home_with_starter)  # fmt: skip
+    assert "Paris" in run.stdout
+    again = run_cli("import", str(starter_path), "--name", "mine", home=home_with_starter)
+    assert again.returncode == 1 and "already registered" in again.stderr
+    gone = run_cli("rm", "mine", "-y", home=home_with_starter)
+    assert gone.returncode == 0, gone.stderr
+    assert "mine" not in listed(home_with_starter)
+    assert not (home_with_starter / "data" / "models" / "imported" / "mine").exists()
+    assert starter_path.exists()
+
+
+def test_rm_of_a_linked_import_keeps_the_users_file(home_with_starter, starter_path, tmp_path):
+    mine = tmp_path / "Keep-Me.Q4_1.gguf"
+    shutil.copyfile(starter_path, mine)
+    proc = run_cli("import", str(mine), "--link", home=home_with_starter)
+    assert proc.returncode == 0, proc.stderr
+    assert listed(home_with_starter)["keep-me.q4_1"]["path"] == str(mine)
+    gone = run_cli("rm", "keep-me.q4_1", "-y", home=home_with_starter)
+    assert gone.returncode == 0 and "left in place" in gone.stdout
+    assert mine.exists()
+
+
+def test_import_refuses_a_bad_file_and_stores_nothing(home_with_starter, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 10)
+    proc = run_cli("import", str(bad), home=home_with_starter)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:")
+    assert set(listed(home_with_starter)) == {"smollm2-135m:q4_1"}
+    assert not (home_with_starter / "data" / "models" / "imported").exists()
+
+
+def test_rm_asks_first_and_refuses_without_a_terminal(home_with_starter):
+    proc = run_cli("rm", "smollm2-135m", home=home_with_starter)
+    assert proc.returncode == 2 and "-y" in proc.stderr
+    assert "smollm2-135m:q4_1" in listed(home_with_starter)
+
+
+def test_rm_of_an_unknown_model_is_a_clear_error(fresh_home):
+    proc = run_cli("rm", "nothing-here", "-y", home=fresh_home)
+    assert proc.returncode == 1 and "localllm list" in proc.stderr
+
+
+def test_pulled_hub_model_is_removed_from_the_hub_cache(hub, fresh_home):
+    assert (
+        run_cli(
+            "pull", "hf:acme/Starter-GGUF:Q8_0", home=fresh_home, HF_ENDPOINT=hub.url
+        ).returncode
+        == 0
+    )
+    blobs = list((fresh_home / "cache" / "huggingface" / "hub").rglob("blobs/*"))
+    assert len(blobs) == 1
+    proc = run_cli("rm", "hf:acme/Starter-GGUF:Q8_0", "-y", home=fresh_home)
+    assert proc.returncode == 0, proc.stderr
+    assert not blobs[0].exists()
+    assert listed(fresh_home) == {}
+
+
+def test_the_catalogue_covers_the_promised_families():
+    catalog = load_catalog()
+    assert len(catalog) >= 15
+    families = {spec.family for spec in catalog.values()}
+    assert {"smollm2", "qwen2.5", "qwen3", "llama3.2", "gemma3", "phi3", "mistral"} <= families
+    for spec in catalog.values():
+        assert {"q4_k_m", "q8_0"} <= set(spec.quants), spec.name
+        assert spec.default_quant in spec.quants
+    assert catalog["qwen2.5-3b"].commercial_use is False
+    assert catalog["llama3.2-1b"].gated is True
+    gemma = catalog["gemma3-270m"].quant()
+    assert len(gemma.packages) == 4 and gemma.sha256.startswith("a5fd3b62")
+
+
+@pytest.mark.slow
+def test_the_second_starter_model_runs(fresh_home):
+    """Gemma 3 270M: another architecture and a SentencePiece vocabulary, from four wheels."""
+    proc = run_cli("run", "-m", "gemma3-270m", "--max-tokens", "12", "--temperature", "0",
+                   "--stats", "The capital of France is", home=fresh_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout or "France" in proc.stdout
+    assert "no chat template" in proc.stderr  # a base model: plain completion, with a notice
+    stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert stats["completion_tokens"] == 12
