@@ -262,3 +262,14 @@ def test_search_lists_catalogue_and_hub_repos(hub, fresh_home):
     result = json.loads(proc.stdout)
     assert [r["id"] for r in result["hub"]] == ["acme/Starter-GGUF"]
     assert any(m["name"] == "smollm2-135m" for m in result["catalog"])
+
+
+def test_run_with_an_hf_spec_pulls_on_first_use_then_works_offline(hub, fresh_home):
+    ask = ("run", "-m", "hf:acme/Starter-GGUF:Q8_0", "--temperature", "0", "--max-tokens", "24",
+           "Which city is the capital of France?")  # fmt: skip
+    first = run_cli(*ask, home=fresh_home, HF_ENDPOINT=hub.url)
+    assert first.returncode == 0, first.stderr
+    assert "downloading starter-Q8_0.gguf" in first.stderr and "Paris" in first.stdout
+    offline = run_cli(*ask, home=fresh_home, LOCALLLM_OFFLINE="1")
+    assert offline.returncode == 0, offline.stderr
+    assert "Paris" in offline.stdout and "downloading" not in offline.stderr
