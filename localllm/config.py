@@ -8,6 +8,7 @@ folder comes from platformdirs, or lies under LOCALLLM_HOME when it is set.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,3 +79,22 @@ class Settings:
             config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
             **common,
         )
+
+
+def load_user_config(settings: Settings) -> dict:
+    """config.toml from the config folder ({} when absent); raises LocalLLMError when malformed."""
+    path = settings.config_dir / "config.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        from localllm.errors import LocalLLMError
+
+        raise LocalLLMError(f"{path} is not valid TOML ({exc}): fix or remove it") from None

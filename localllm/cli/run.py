@@ -1,4 +1,4 @@
-"""`localllm run`: stream one answer to stdout."""
+"""`localllm run`: stream one answer to stdout, as a new or continued conversation."""
 
 from __future__ import annotations
 
@@ -24,6 +24,21 @@ def _read_prompt(prompt: tuple[str, ...]) -> str:
     return text
 
 
+def _print_stats(resolved, engine, stats, prompt_tokens=None) -> None:
+    report = {"model": resolved.name, "backend": engine.backend}
+    report.update(stats.as_dict())
+    report.update(
+        n_ctx=engine.n_ctx, n_threads=engine.plan.n_threads,
+        n_gpu_layers=engine.plan.n_gpu_layers, load_s=round(engine.load_s, 3),
+    )  # fmt: skip
+    click.echo(json.dumps(report), err=True)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 @click.command()
 @model_option
 @click.option("--system", default=None, help="System prompt for chat models.")
@@ -31,63 +46,86 @@ def _read_prompt(prompt: tuple[str, ...]) -> str:
 @click.option(
     "--temperature", type=click.FloatRange(min=0.0, max=5.0), default=0.7, show_default=True
 )
-@click.option(
-    "--seed", type=int, default=None, help="Fix sampling, so the same call gives the same answer."
-)
+@click.option("--seed", type=int, default=None, help="Same seed, same answer.")
 @click.option("--stop", multiple=True, help="Stop when this text appears (repeatable).")
 @ctx_option
+@click.option("-c", "--continue", "continue_", is_flag=True, help="Continue the last conversation.")
+@click.option("--id", "conversation_id", type=int, default=None, help="Continue conversation ID.")
 @click.option(
-    "--raw", is_flag=True, help="Plain completion: do not apply the model's chat template."
+    "--context-policy",
+    type=click.Choice(["summary", "window", "off"]),
+    default=None,
+    help="When history outgrows the window: fold old turns into a summary (default), "
+    "drop them, or refuse.",
 )
+@click.option("--no-save", is_flag=True, help="Do not store this exchange in the history.")
+@click.option("--raw", is_flag=True, help="Plain completion, without the chat template.")
 @click.option("--stats", is_flag=True, help="Print timing statistics as one JSON object on stderr.")
 @quiet_option
 @click.argument("prompt", nargs=-1)
-def run(model, system, max_tokens, temperature, seed, stop, ctx, raw, stats, quiet, prompt):
+def run(model, system, max_tokens, temperature, seed, stop, ctx, continue_, conversation_id,
+        context_policy, no_save, raw, stats, quiet, prompt):  # fmt: skip
     """Stream one answer from a model to stdout.
 
     PROMPT is the question (several words are joined); use - (or pipe text in)
-    to read it from stdin.
+    to read it from stdin. Each exchange is stored in the history;
+    --continue adds a turn to the last conversation, keeping its context.
 
     \b
     Examples:
       localllm run "Why is the sky blue?"
       localllm run -m smollm2-135m --temperature 0 --stats "Which city is the capital of France?"
       echo "Name three primary colours." | localllm run -
+      localllm run --continue "And why is it red at sunset?"
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
-    from localllm.engine import Finished, SamplingParams
 
     settings = Settings.from_env()
     text = _read_prompt(prompt)
     progress = TerminalProgress(quiet=quiet)
-    resolved, engine = load_model(settings, model, ctx, progress)
+    if raw or stop:
+        if continue_ or conversation_id is not None:
+            raise click.UsageError("--raw and --stop do not work with --continue or --id")
+        resolved, engine = load_model(settings, model, ctx, progress)
+        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop)
+        _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
+        return
+    from localllm.cli.conversation import open_conversation, stream_turn
+
+    conv, history = open_conversation(
+        settings, model=model, system=system, continue_=continue_,
+        conversation_id=conversation_id, no_save=no_save, max_tokens=max_tokens,
+        temperature=temperature, seed=seed, policy=context_policy,
+    )  # fmt: skip
+    resolved, engine = load_model(settings, conv.model if model is None else model, ctx, progress)
+    conv.model = resolved.name
+    if not engine.info.chat_template:
+        progress.message("this model has no chat template: continuing the prompt as plain text")
+        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=())
+        _run_plain(engine, resolved, text, None, True, progress, stats, **sampling)
+        return
+    done = stream_turn(settings, engine, conv, history, text, progress)
+    if stats:
+        _print_stats(resolved, engine, done.stats)
+    engine.close()
+
+
+def _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling) -> None:
+    """One answer, not stored: a raw completion, or a chat turn with stop strings."""
+    from localllm.engine import Finished, SamplingParams
+
     if raw or not engine.info.chat_template:
-        if not raw:
-            progress.message("this model has no chat template: continuing the prompt as plain text")
         tokens = engine.tokenize(text, special=False)
     else:
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": text}
-        ]
-        tokens = engine.chat_tokens(messages)
-    params = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, seed=seed, stop=tuple(stop)
-    )
-    out = sys.stdout
+        messages = [{"role": "system", "content": system}] if system else []
+        tokens = engine.chat_tokens([*messages, {"role": "user", "content": text}])
+    params = SamplingParams(**{**sampling, "stop": tuple(sampling["stop"])})
     for event in engine.stream(tokens, params):
         if isinstance(event, Finished):
-            out.write("\n")
-            out.flush()
+            _write("\n")
             if stats:
-                report = {"model": resolved.name, "backend": engine.backend}
-                report.update(event.stats.as_dict())
-                report.update(
-                    n_ctx=engine.n_ctx, n_threads=engine.plan.n_threads,
-                    n_gpu_layers=engine.plan.n_gpu_layers, load_s=round(engine.load_s, 3),
-                )  # fmt: skip
-                click.echo(json.dumps(report), err=True)
+                _print_stats(resolved, engine, event.stats)
         else:
-            out.write(event.text)
-            out.flush()
+            _write(event.text)
     engine.close()

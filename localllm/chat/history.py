@@ -1,0 +1,204 @@
+"""Conversation history in sqlite: one file in the data folder, WAL mode.
+
+Each message is committed as soon as it exists (the user's when sent, the
+answer when complete), so a process killed mid-answer loses at most that
+answer, and WAL keeps the file consistent for the next open. Exports are
+Markdown (for people) and JSON (round-trips through import).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from localllm.chat.conversation import ChatParams, Conversation, Message
+from localllm.errors import LocalLLMError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL,
+    system_prompt TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '{}',
+    memory TEXT NOT NULL DEFAULT '',
+    window_start INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tokens INTEGER,
+    completion_tokens INTEGER,
+    ttft_s REAL,
+    decode_tps REAL,
+    note TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (conversation_id, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+"""
+EXPORT_FORMAT = "localllm-conversation/1"
+_MESSAGE_FIELDS = ("role", "content", "tokens", "completion_tokens", "ttft_s", "decode_tps",
+                   "note", "created_at")  # fmt: skip
+
+
+class ConversationNotFound(LocalLLMError, LookupError):
+    pass
+
+
+class History:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- conversations -----------------------------------------------------------
+
+    def create(self, conv: Conversation) -> Conversation:
+        now = time.time()
+        cur = self.db.execute(
+            "INSERT INTO conversations (title, model, system_prompt, params, memory, window_start,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv.title, conv.model, conv.system_prompt, json.dumps(asdict(conv.params)),
+             conv.memory, conv.window_start, conv.created_at or now, now),
+        )  # fmt: skip
+        conv.id = cur.lastrowid
+        for message in conv.messages:
+            self.add_message(conv, message, touch=False)
+        return conv
+
+    def save_state(self, conv: Conversation) -> None:
+        """Persist what changes between turns: memory, window, title, model, parameters."""
+        conv.updated_at = time.time()
+        self.db.execute(
+            "UPDATE conversations SET title=?, model=?, system_prompt=?, params=?, memory=?,"
+            " window_start=?, updated_at=? WHERE id=?",
+            (conv.title, conv.model, conv.system_prompt, json.dumps(asdict(conv.params)),
+             conv.memory, conv.window_start, conv.updated_at, conv.id),
+        )  # fmt: skip
+
+    def add_message(self, conv: Conversation, message: Message, *, touch: bool = True) -> None:
+        seq = conv.messages.index(message) if message in conv.messages else len(conv.messages)
+        cur = self.db.execute(
+            f"INSERT INTO messages (conversation_id, seq, {', '.join(_MESSAGE_FIELDS)})"
+            f" VALUES (?, ?, {', '.join('?' * len(_MESSAGE_FIELDS))})",
+            (conv.id, seq, *(getattr(message, f) for f in _MESSAGE_FIELDS)),
+        )
+        message.id = cur.lastrowid
+        if touch:
+            self.save_state(conv)
+
+    def delete_last_message(self, conv: Conversation) -> None:
+        """Drop the newest message (to regenerate an answer or edit the last question)."""
+        message = conv.messages.pop()
+        if message.id is not None:
+            self.db.execute("DELETE FROM messages WHERE id=?", (message.id,))
+        conv.window_start = min(conv.window_start, len(conv.messages))
+        self.save_state(conv)
+
+    def get(self, conversation_id: int) -> Conversation:
+        row = self.db.execute(
+            "SELECT * FROM conversations WHERE id=?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise ConversationNotFound(
+                f"no conversation {conversation_id}: see `localllm history list`"
+            )
+        messages = [
+            Message(id=m["id"], **{f: m[f] for f in _MESSAGE_FIELDS})
+            for m in self.db.execute(
+                "SELECT * FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,)
+            )
+        ]
+        return Conversation(
+            id=row["id"], title=row["title"], model=row["model"],
+            system_prompt=row["system_prompt"], params=ChatParams(**json.loads(row["params"])),
+            messages=messages, memory=row["memory"], window_start=row["window_start"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )  # fmt: skip
+
+    def latest(self) -> Conversation:
+        row = self.db.execute(
+            "SELECT id FROM conversations ORDER BY updated_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise ConversationNotFound("there is no conversation to continue yet")
+        return self.get(row["id"])
+
+    def list(self, limit: int = 50) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT c.id, c.title, c.model, c.created_at, c.updated_at, COUNT(m.id) AS messages"
+            " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+            " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        conv = self.get(conversation_id)
+        conv.title = title
+        self.save_state(conv)
+
+    def delete(self, conversation_id: int) -> None:
+        self.get(conversation_id)  # raises when absent
+        self.db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,))
+
+    # -- export / import ---------------------------------------------------------
+
+    def export_json(self, conversation_id: int) -> dict:
+        conv = self.get(conversation_id)
+        return {
+            "format": EXPORT_FORMAT,
+            "title": conv.title,
+            "model": conv.model,
+            "system_prompt": conv.system_prompt,
+            "params": asdict(conv.params),
+            "memory": conv.memory,
+            "window_start": conv.window_start,
+            "created_at": conv.created_at,
+            "updated_at": conv.updated_at,
+            "messages": [m.as_dict() for m in conv.messages],
+        }
+
+    def import_json(self, data: dict) -> Conversation:
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise LocalLLMError(
+                f"not a localllm conversation export (expected format {EXPORT_FORMAT!r})"
+            )
+        try:
+            messages = [Message(**{f: m.get(f) for f in _MESSAGE_FIELDS}) for m in data["messages"]]
+            conv = Conversation(
+                title=data["title"], model=data["model"], system_prompt=data["system_prompt"],
+                params=ChatParams(**data["params"]), memory=data.get("memory", ""),
+                window_start=int(data.get("window_start", 0)), messages=messages,
+                created_at=data["created_at"], updated_at=data.get("updated_at", time.time()),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LocalLLMError(f"the conversation export is malformed ({exc})") from None
+        return self.create(conv)
+
+    def export_markdown(self, conversation_id: int) -> str:
+        conv = self.get(conversation_id)
+        lines = [f"# {conv.title or 'Conversation'}", "", f"Model: `{conv.model}`", ""]
+        if conv.system_prompt:
+            lines += ["## System", "", conv.system_prompt, ""]
+        for m in conv.messages:
+            heading = "You" if m.role == "user" else "Assistant"
+            note = f" ({m.note})" if m.note else ""
+            lines += [f"## {heading}{note}", "", m.content, ""]
+        return "\n".join(lines)

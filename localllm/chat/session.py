@@ -1,0 +1,217 @@
+"""One chat turn on a loaded engine: prepare the prompt, stream the answer, store both.
+
+Used by `localllm run --continue` and by the chat UI, so both get the same
+context management, history and guardrails. Events flow out as they happen:
+ContextNotice (turns folded, a message cut), Token, Retracted (an answer
+thrown away by the guardrails), and one TurnDone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from localllm.chat.context import ContextEvent, ContextManager
+from localllm.chat.conversation import Conversation, Message
+from localllm.chat.history import History
+from localllm.engine import Finished, GenerationStats, SamplingParams, Token
+
+MEMORY_MAX_TOKENS = 160
+TITLE_CHARS = 60
+WITHHELD = "[answer withheld: it contained a blocked phrase]"
+FOLD_INSTRUCTIONS = (
+    "You keep a running summary of a conversation between a user and an assistant. "
+    "Merge the summary so far with the new exchanges into one short paragraph. Keep names, "
+    "numbers, facts, decisions and the user's preferences; write in the conversation's language."
+)
+
+
+@dataclass
+class ContextNotice:
+    event: ContextEvent
+
+
+@dataclass
+class Retracted:
+    reason: str
+
+
+@dataclass
+class TurnDone:
+    message: Message
+    stats: GenerationStats
+    stopped: bool = False
+    withheld: bool = False
+    prompt_tokens: int = 0
+    events: list[ContextEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    blocked_phrases: tuple[str, ...] = ()
+    max_tries: int = 3
+
+    def violation(self, text: str) -> str | None:
+        lowered = text.lower()
+        return next((p for p in self.blocked_phrases if p.lower() in lowered), None)
+
+
+class ChatSession:
+    def __init__(
+        self,
+        engine,
+        conv: Conversation,
+        history: History | None = None,
+        guardrails: Guardrails | None = None,
+    ):
+        self.engine = engine
+        self.conv = conv
+        self.history = history
+        self.guardrails = guardrails or Guardrails()
+        self.context = ContextManager(engine, fold=self._fold)
+        self._fold_cache: dict[str, str] = {}
+        if history is not None and conv.id is None:
+            history.create(conv)
+
+    # -- turns ------------------------------------------------------------------
+
+    def send(self, text: str, cancel: threading.Event | None = None) -> Iterator:
+        """Add a user message (stored at once) and stream the answer."""
+        message = Message("user", text, tokens=self.context.counter.count(text))
+        self.conv.messages.append(message)
+        if not self.conv.title:
+            self.conv.title = " ".join(text.split())[:TITLE_CHARS]
+        if self.history is not None:
+            self.history.add_message(self.conv, message)
+        yield from self._answer(cancel)
+
+    def regenerate(self, cancel: threading.Event | None = None) -> Iterator:
+        """Replace the last answer with a new one."""
+        if self.conv.messages and self.conv.messages[-1].role == "assistant":
+            self._drop_last()
+        yield from self._answer(cancel)
+
+    def edit_last(self, text: str, cancel: threading.Event | None = None) -> Iterator:
+        """Replace the last question (and its answer) and ask again."""
+        while self.conv.messages and self.conv.messages[-1].role == "assistant":
+            self._drop_last()
+        if self.conv.messages and self.conv.messages[-1].role == "user":
+            self._drop_last()
+        yield from self.send(text, cancel)
+
+    def _drop_last(self) -> None:
+        if self.history is not None:
+            self.history.delete_last_message(self.conv)
+        else:
+            self.conv.messages.pop()
+
+    def _answer(self, cancel) -> Iterator:
+        prepared = self.context.prepare(self.conv)
+        for event in prepared.events:
+            yield ContextNotice(event)
+        if self.history is not None and prepared.events:
+            self.history.save_state(self.conv)
+        params = self.conv.params
+        done = None
+        for attempt in range(max(1, self.guardrails.max_tries)):
+            # A retry must be able to differ: fresh seed, and some temperature if it was greedy.
+            seed = params.seed if attempt == 0 or params.seed is None else params.seed + attempt
+            temperature = params.temperature if attempt == 0 else max(params.temperature, 0.8)
+            sampling = SamplingParams(
+                max_tokens=params.max_tokens, temperature=temperature, seed=seed
+            )
+            text, done, blocked = yield from self._stream(prepared.tokens, sampling, cancel)
+            if blocked is None:
+                break
+            yield Retracted(f"the answer contained a blocked phrase ({blocked!r}); trying again")
+        withheld = blocked is not None
+        stats = done.stats
+        answer = Message(
+            "assistant",
+            WITHHELD if withheld else text,
+            tokens=stats.completion_tokens,
+            completion_tokens=stats.completion_tokens,
+            ttft_s=round(stats.ttft_s, 4),
+            decode_tps=round(stats.decode_tps, 2),
+            note="withheld" if withheld else ("stopped" if done.stopped else None),
+        )
+        self.conv.messages.append(answer)
+        if self.history is not None:
+            self.history.add_message(self.conv, answer)
+        yield TurnDone(answer, stats, done.stopped, withheld, len(prepared.tokens), prepared.events)
+
+    def _stream(self, tokens, sampling, cancel):
+        """Stream one attempt; stops early when a blocked phrase appears."""
+        text = ""
+        guard = self.guardrails.blocked_phrases
+        inner_cancel = threading.Event()
+        watch = cancel if cancel is not None else inner_cancel
+        done = None
+        blocked = None
+        for event in self.engine.stream(tokens, sampling, _Either(watch, inner_cancel)):
+            if isinstance(event, Finished):
+                done = event
+            else:
+                text += event.text
+                if guard and (blocked := self.guardrails.violation(text)):
+                    inner_cancel.set()
+                    continue
+                if not blocked:
+                    yield Token(event.text)
+        if blocked:
+            done.stopped = False
+        return text, done, blocked
+
+    # -- memory -----------------------------------------------------------------
+
+    def _fold(self, memory: str, evicted: list[dict]) -> str:
+        """Summarize the evicted turns together with the summary so far (a short side call)."""
+        key = hashlib.sha256(repr((memory, evicted)).encode()).hexdigest()
+        if key in self._fold_cache:
+            return self._fold_cache[key]
+        transcript = "\n".join(f"{m['role'].title()}: {m['content']}" for m in evicted)
+        counter = self.context.counter
+        room = self.engine.n_ctx - MEMORY_MAX_TOKENS - 160 - counter.count(FOLD_INSTRUCTIONS)
+        room -= counter.count(memory) if memory else 0
+        transcript, _ = counter.cut_middle(transcript, max(64, room))
+        request = (
+            f"Summary so far:\n{memory}\n\n" if memory else ""
+        ) + f"New exchanges:\n{transcript}\n\nUpdated summary:"
+        prompt = self.engine.tokenize(
+            self.engine.render_chat(
+                [
+                    {"role": "system", "content": FOLD_INSTRUCTIONS},
+                    {"role": "user", "content": request},
+                ]
+            )
+        )
+        params = SamplingParams(max_tokens=MEMORY_MAX_TOKENS, temperature=0.0, seed=0)
+        summary = "".join(
+            e.text for e in self.engine.stream(prompt, params) if isinstance(e, Token)
+        ).strip()
+        summary = summary or memory  # a model that says nothing must not erase the memory
+        self._fold_cache[key] = summary
+        return summary
+
+
+class _Either:
+    """A cancel flag that is set when either of two flags is (the user's or the guard's)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+
+def guardrails_from_config(config: dict) -> Guardrails:
+    """[guardrails] blocked_phrases = [...], max_tries = N from config.toml; off when absent."""
+    section = config.get("guardrails", {})
+    phrases = section.get("blocked_phrases", [])
+    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+        from localllm.errors import LocalLLMError
+
+        raise LocalLLMError("config.toml: guardrails.blocked_phrases must be a list of strings")
+    return Guardrails(tuple(p for p in phrases if p.strip()), int(section.get("max_tries", 3)))
