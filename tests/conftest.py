@@ -98,3 +98,29 @@ def hub(starter_path: Path):
 def hub_settings(hub, fresh_home: Path) -> Settings:
     """Settings for an empty home whose hub is the loopback one."""
     return Settings.from_env({"LOCALLLM_HOME": str(fresh_home), "HF_ENDPOINT": hub.url})
+
+
+@pytest.fixture(scope="session")
+def engine_1k(starter_path: Path):
+    """The starter model with a 1024-token window, where conversations overflow quickly."""
+    from localllm.engine import LoadOptions
+    from localllm.engine.llama import load_engine
+
+    eng = load_engine(starter_path, LoadOptions(n_ctx=1024))
+    yield eng
+    eng.close()
+
+
+class RecordingEngine:
+    """The real engine, with every generation call's prompt size and reply budget recorded."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.calls: list[tuple[list[int], int]] = []  # (prompt tokens, max_tokens)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, prompt_tokens, params, cancel=None):
+        self.calls.append((list(prompt_tokens), params.max_tokens))
+        return self._engine.stream(prompt_tokens, params, cancel)

@@ -133,9 +133,9 @@ class ContextManager:
             return PreparedPrompt(tokens, budget, events)
         if conv.params.policy == "off":
             raise ContextOverflowError(
-                f"this turn needs {len(tokens)} tokens but the window leaves {budget} "
-                f"({len(tokens) - budget} over): start a new conversation, raise --ctx, "
-                "or use the summary or window policy"
+                f"this turn is {len(tokens) - budget} tokens over the context window (it needs "
+                f"{len(tokens)}, the window leaves {budget} after the reply reserve): start a new "
+                "conversation, raise --ctx, or use the summary or window policy"
             )
         return self._evict(conv, budget, cap)
 

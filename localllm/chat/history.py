@@ -93,7 +93,7 @@ class History:
         )  # fmt: skip
 
     def add_message(self, conv: Conversation, message: Message, *, touch: bool = True) -> None:
-        seq = conv.messages.index(message) if message in conv.messages else len(conv.messages)
+        seq = next((i for i, m in enumerate(conv.messages) if m is message), len(conv.messages))
         cur = self.db.execute(
             f"INSERT INTO messages (conversation_id, seq, {', '.join(_MESSAGE_FIELDS)})"
             f" VALUES (?, ?, {', '.join('?' * len(_MESSAGE_FIELDS))})",

@@ -17,6 +17,7 @@ from localllm.chat.context import ContextEvent, ContextManager
 from localllm.chat.conversation import Conversation, Message
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
+from localllm.errors import LocalLLMError
 
 MEMORY_MAX_TOKENS = 160
 TITLE_CHARS = 60
@@ -72,20 +73,26 @@ class ChatSession:
         self.guardrails = guardrails or Guardrails()
         self.context = ContextManager(engine, fold=self._fold)
         self._fold_cache: dict[str, str] = {}
-        if history is not None and conv.id is None:
-            history.create(conv)
 
     # -- turns ------------------------------------------------------------------
 
     def send(self, text: str, cancel: threading.Event | None = None) -> Iterator:
-        """Add a user message (stored at once) and stream the answer."""
+        """Add a user message and stream the answer; the message is stored once it fits."""
         message = Message("user", text, tokens=self.context.counter.count(text))
         self.conv.messages.append(message)
+        try:
+            prepared = self.context.prepare(self.conv)
+        except LocalLLMError:
+            self.conv.messages.pop()  # refused (policy `off`): nothing is stored
+            raise
         if not self.conv.title:
             self.conv.title = " ".join(text.split())[:TITLE_CHARS]
         if self.history is not None:
-            self.history.add_message(self.conv, message)
-        yield from self._answer(cancel)
+            if self.conv.id is None:
+                self.history.create(self.conv)  # stores the new message with it
+            else:
+                self.history.add_message(self.conv, message)
+        yield from self._answer(cancel, prepared)
 
     def regenerate(self, cancel: threading.Event | None = None) -> Iterator:
         """Replace the last answer with a new one."""
@@ -107,8 +114,8 @@ class ChatSession:
         else:
             self.conv.messages.pop()
 
-    def _answer(self, cancel) -> Iterator:
-        prepared = self.context.prepare(self.conv)
+    def _answer(self, cancel, prepared=None) -> Iterator:
+        prepared = prepared or self.context.prepare(self.conv)
         for event in prepared.events:
             yield ContextNotice(event)
         if self.history is not None and prepared.events:

@@ -25,6 +25,7 @@ COMMANDS = {
     "rm": ("localllm.cli.models", "rm", "Remove a stored model."),
     "import": ("localllm.cli.models", "import_model", "Register a local .gguf file."),
     "search": ("localllm.cli.models", "search", "Search the catalogue and the hub."),
+    "history": ("localllm.cli.history", "history", "List, show, export and import conversations."),
     "bench": ("localllm.cli.bench", "bench", "Measure prefill and decode speed."),
     "doctor": ("localllm.cli.doctor", "doctor", "Show backends, CPU, RAM, GPUs, folders."),
 }
