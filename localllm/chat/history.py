@@ -75,7 +75,7 @@ class History:
             "INSERT INTO conversations (title, model, system_prompt, params, memory, window_start,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (conv.title, conv.model, conv.system_prompt, json.dumps(asdict(conv.params)),
-             conv.memory, conv.window_start, conv.created_at or now, now),
+             conv.memory, conv.window_start, conv.created_at or now, conv.updated_at or now),
         )  # fmt: skip
         conv.id = cur.lastrowid
         for message in conv.messages:
