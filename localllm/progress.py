@@ -18,6 +18,9 @@ class ProgressReporter(Protocol):
 
     def advance(self, amount: int) -> None: ...
 
+    def describe(self, description: str) -> None:
+        """Replace the running task's description (e.g. to show a rate)."""
+
     def finish(self) -> None: ...
 
 
@@ -31,6 +34,9 @@ class SilentProgress:
         pass
 
     def advance(self, amount: int) -> None:
+        pass
+
+    def describe(self, description: str) -> None:
         pass
 
     def finish(self) -> None:

@@ -124,3 +124,14 @@ class RecordingEngine:
     def stream(self, prompt_tokens, params, cancel=None):
         self.calls.append((list(prompt_tokens), params.max_tokens))
         return self._engine.stream(prompt_tokens, params, cancel)
+
+
+@pytest.fixture(scope="session")
+def engine_512(starter_path: Path):
+    """The starter model with a 512-token window: long documents need many calls."""
+    from localllm.engine import LoadOptions
+    from localllm.engine.llama import load_engine
+
+    eng = load_engine(starter_path, LoadOptions(n_ctx=512))
+    yield eng
+    eng.close()

@@ -8,8 +8,10 @@ Markdown (for people) and JSON (round-trips through import).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -54,21 +56,37 @@ class ConversationNotFound(LocalLLMError, LookupError):
     pass
 
 
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class History:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit
+        # The chat app writes from its generation worker and reads from the UI thread:
+        # one connection shared across threads, every use under one lock.
+        self.db = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )  # autocommit
         self.db.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
 
+    @_locked
     def close(self) -> None:
         self.db.close()
 
     # -- conversations -----------------------------------------------------------
 
+    @_locked
     def create(self, conv: Conversation) -> Conversation:
         now = time.time()
         cur = self.db.execute(
@@ -82,6 +100,7 @@ class History:
             self.add_message(conv, message, touch=False)
         return conv
 
+    @_locked
     def save_state(self, conv: Conversation) -> None:
         """Persist what changes between turns: memory, window, title, model, parameters."""
         conv.updated_at = time.time()
@@ -92,6 +111,7 @@ class History:
              conv.memory, conv.window_start, conv.updated_at, conv.id),
         )  # fmt: skip
 
+    @_locked
     def add_message(self, conv: Conversation, message: Message, *, touch: bool = True) -> None:
         seq = next((i for i, m in enumerate(conv.messages) if m is message), len(conv.messages))
         cur = self.db.execute(
@@ -103,6 +123,7 @@ class History:
         if touch:
             self.save_state(conv)
 
+    @_locked
     def delete_last_message(self, conv: Conversation) -> None:
         """Drop the newest message (to regenerate an answer or edit the last question)."""
         message = conv.messages.pop()
@@ -111,6 +132,7 @@ class History:
         conv.window_start = min(conv.window_start, len(conv.messages))
         self.save_state(conv)
 
+    @_locked
     def get(self, conversation_id: int) -> Conversation:
         row = self.db.execute(
             "SELECT * FROM conversations WHERE id=?", (conversation_id,)
@@ -132,6 +154,7 @@ class History:
             created_at=row["created_at"], updated_at=row["updated_at"],
         )  # fmt: skip
 
+    @_locked
     def latest(self) -> Conversation:
         row = self.db.execute(
             "SELECT id FROM conversations ORDER BY updated_at DESC, id DESC LIMIT 1"
@@ -140,6 +163,7 @@ class History:
             raise ConversationNotFound("there is no conversation to continue yet")
         return self.get(row["id"])
 
+    @_locked
     def list(self, limit: int = 50) -> list[dict]:
         rows = self.db.execute(
             "SELECT c.id, c.title, c.model, c.created_at, c.updated_at, COUNT(m.id) AS messages"
@@ -149,17 +173,20 @@ class History:
         )
         return [dict(r) for r in rows]
 
+    @_locked
     def rename(self, conversation_id: int, title: str) -> None:
         conv = self.get(conversation_id)
         conv.title = title
         self.save_state(conv)
 
+    @_locked
     def delete(self, conversation_id: int) -> None:
         self.get(conversation_id)  # raises when absent
         self.db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,))
 
     # -- export / import ---------------------------------------------------------
 
+    @_locked
     def export_json(self, conversation_id: int) -> dict:
         conv = self.get(conversation_id)
         return {
@@ -175,6 +202,7 @@ class History:
             "messages": [m.as_dict() for m in conv.messages],
         }
 
+    @_locked
     def import_json(self, data: dict) -> Conversation:
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise LocalLLMError(
@@ -192,6 +220,7 @@ class History:
             raise LocalLLMError(f"the conversation export is malformed ({exc})") from None
         return self.create(conv)
 
+    @_locked
     def export_markdown(self, conversation_id: int) -> str:
         conv = self.get(conversation_id)
         lines = [f"# {conv.title or 'Conversation'}", "", f"Model: `{conv.model}`", ""]

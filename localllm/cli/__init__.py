@@ -19,6 +19,8 @@ from localllm import __version__
 # name -> (module, function, one-line help shown by `localllm --help`)
 COMMANDS = {
     "run": ("localllm.cli.run", "run", "Stream one answer from a model to stdout."),
+    "chat": ("localllm.cli.chat", "chat", "Chat in the terminal (Textual app)."),
+    "summarize": ("localllm.cli.summarize", "summarize", "Summarize documents of any length."),
     "pull": ("localllm.cli.models", "pull", "Download, verify and register a model."),
     "list": ("localllm.cli.models", "list_models", "List downloaded and imported models."),
     "show": ("localllm.cli.models", "show", "Show a model's details and memory needs."),

@@ -40,7 +40,9 @@ def load_model(settings: Settings, model_ref: str | None, n_ctx: int | None, pro
     from localllm.engine.llama import load_engine
     from localllm.store.resolve import mark_used, resolve_model
 
-    model = resolve_model(settings, model_ref, progress, show_pip_progress=progress.bars)
+    model = resolve_model(
+        settings, model_ref, progress, show_pip_progress=getattr(progress, "bars", False)
+    )
     engine = load_engine(model.path, LoadOptions(n_ctx=n_ctx, verbose=settings.debug))
     for note in engine.plan.notes:
         progress.message(note)

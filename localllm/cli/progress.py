@@ -48,6 +48,10 @@ class TerminalProgress:
         if self._progress is not None:
             self._progress.advance(self._task, amount)
 
+    def describe(self, description: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=description)
+
     def finish(self) -> None:
         if self._progress is not None:
             self._progress.stop()

@@ -1,0 +1,67 @@
+"""`localllm chat`: open the terminal chat app."""
+
+from __future__ import annotations
+
+import click
+
+from localllm.cli.common import ctx_option, load_model, quiet_option
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("-c", "--continue", "continue_", is_flag=True, help="Reopen the last conversation.")
+@click.option("--id", "conversation_id", type=int, default=None, help="Reopen conversation ID.")
+@ctx_option
+@quiet_option
+def chat(model, continue_, conversation_id, ctx, quiet):
+    """Chat with a model in the terminal (Textual app).
+
+    Enter sends, Ctrl+J adds a line, Escape stops an answer, F2 switches model,
+    F3 sets the system prompt, F1 lists every key, Ctrl+Q quits.
+
+    \b
+    Examples:
+      localllm chat
+      localllm chat qwen2.5-1.5b
+      localllm chat --continue
+    """
+    from localllm.chat.conversation import ChatParams
+    from localllm.chat.history import History
+    from localllm.chat.session import guardrails_from_config
+    from localllm.cli.conversation import history_path
+    from localllm.cli.progress import TerminalProgress
+    from localllm.config import Settings, load_user_config
+    from localllm.progress import SilentProgress
+    from localllm.tui.app import make_app, model_choices
+    from localllm.tui.controller import ChatController
+
+    settings = Settings.from_env()
+    config = load_user_config(settings)
+    chat_config = config.get("chat", {})
+    history = History(history_path(settings))
+    conv = None
+    if continue_ or conversation_id is not None:
+        conv = history.get(conversation_id) if conversation_id is not None else history.latest()
+    progress = TerminalProgress(quiet=quiet)
+    wanted = model or (conv.model if conv else None) or chat_config.get("model")
+    resolved, engine = load_model(settings, wanted, ctx, progress)
+    defaults = ChatParams(policy=chat_config.get("context_policy", "summary"))
+    controller = ChatController(
+        engine, resolved.name, history, conv, guardrails_from_config(config),
+        save_dir=settings.data_dir, defaults=defaults,
+    )  # fmt: skip
+    if conv is None and chat_config.get("system_prompt"):
+        controller.session.conv.system_prompt = chat_config["system_prompt"]
+
+    def load(name: str):
+        loaded, new_engine = load_model(settings, name, ctx, SilentProgress())
+        return loaded.name, new_engine
+
+    def pull(name: str, reporter) -> None:
+        from localllm.store.pull import pull as do_pull
+        from localllm.store.pull import pull_target
+
+        do_pull(settings, pull_target(settings, name), reporter)
+
+    app = make_app(controller, models=lambda: model_choices(settings), load_model=load, pull=pull)
+    app.run()

@@ -1,0 +1,108 @@
+"""`localllm summarize`: offline summaries of files of any length."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from localllm.cli.common import ctx_option, load_model, model_option, quiet_option
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True)
+@model_option
+@click.option("--length", type=click.Choice(["short", "medium", "long"]), default="medium",
+              show_default=True)  # fmt: skip
+@click.option("--style", type=click.Choice(["paragraph", "bullets"]), default="paragraph",
+              show_default=True)  # fmt: skip
+@click.option(
+    "--lang",
+    default="auto",
+    show_default=True,
+    help="Prompt and summary language: auto (the document's) or a code: en, es…",
+)
+@ctx_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the summary to this file instead of stdout.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print summary, language, parts and stats.")
+@click.option("--combine", is_flag=True, help="One summary of all files together.")
+@click.option("--no-cache", is_flag=True, help="Do not reuse or store partial summaries.")
+@quiet_option
+def summarize(files, model, length, style, lang, ctx, output, as_json, combine, no_cache, quiet):
+    """Summarize documents of any length, in their own language, offline.
+
+    FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
+    stdin. Long documents are summarized in parts that fit the model's window,
+    then merged; an interrupted run resumes from its cached parts.
+
+    \b
+    Examples:
+      localllm summarize report.txt
+      localllm summarize informe.pdf --length short --style bullets
+      curl -s https://example.org | localllm summarize - --lang en
+      localllm summarize a.md b.md --combine -o summary.md
+    """
+    from localllm.cli.progress import TerminalProgress
+    from localllm.config import Settings
+    from localllm.summarize.cache import SummaryCache
+    from localllm.summarize.pipeline import Summarizer, SummaryOptions
+    from localllm.summarize.readers import open_document
+
+    settings = Settings.from_env()
+    progress = TerminalProgress(quiet=quiet)
+    spool = settings.cache_dir / "spool"
+    docs = [open_document(name, spool) for name in files]  # every input checked before any work
+    if combine and len(docs) > 1:
+        from localllm.summarize.readers import combine_documents
+
+        docs = [combine_documents(docs, spool)]
+    resolved, engine = load_model(settings, model, ctx, progress)
+    summarizer = Summarizer(
+        engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", not no_cache),
+        SummaryOptions(length, style, lang), progress, spool,
+    )  # fmt: skip
+    stream = output is None and not as_json
+    results = []
+    for doc in docs:
+        if stream and len(docs) > 1:
+            click.echo(f"## {doc.name}\n")
+        result = summarizer.summarize(doc, on_token=_echo if stream else None)
+        for warning in doc.warnings:
+            progress.message(warning)
+        if stream:
+            click.echo("\n" if len(docs) > 1 else "")
+        results.append(result)
+    _deliver(results, output, as_json)
+    engine.close()
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _deliver(results, output: Path | None, as_json: bool) -> None:
+    if as_json:
+        payload = [
+            {"document": r.document, "language": r.language, "summary": r.summary,
+             "chunk_summaries": r.chunk_summaries, "stats": r.stats}
+            for r in results
+        ]  # fmt: skip
+        text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=2,
+                          ensure_ascii=False)  # fmt: skip
+    elif len(results) == 1:
+        text = results[0].summary
+    else:
+        text = "\n\n".join(f"## {r.document}\n\n{r.summary}" for r in results)
+    if output is None:
+        if as_json:
+            click.echo(text)
+        return
+    from localllm.store.integrity import temp_path_for
+
+    tmp = temp_path_for(output)
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(output)

@@ -1,0 +1,1 @@
+"""Offline summaries of documents of any length, in the document's own language."""

@@ -1,0 +1,262 @@
+"""Map-reduce summarization that never exceeds the context window.
+
+A document that fits takes one call. Otherwise each chunk is summarized (map),
+the partial summaries are merged in groups that fit (reduce, as many levels as
+needed), and the last pass, shaped by --length and --style, streams to the
+caller. Every call is checked against the window before it is made: a prompt
+plus its reply reserve larger than the window is a bug and stops the run.
+Chunks are spooled to disk, so memory stays flat whatever the document's size.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localllm.engine import Finished, SamplingParams, Token
+from localllm.progress import ProgressReporter, SilentProgress
+from localllm.summarize.cache import SummaryCache
+from localllm.summarize.chunking import Chunker
+from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, detect_language, prompts_for
+from localllm.summarize.readers import Document, text_blocks
+
+SAFETY_TOKENS = 8
+OVERLAP_SHARE = 0.04  # of a chunk, repeated at the start of the next one
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    length: str = "medium"  # short | medium | long
+    style: str = "paragraph"  # paragraph | bullets
+    lang: str = "auto"
+
+    def final_reserve(self, n_ctx: int) -> int:
+        wanted = {"short": 160, "medium": 384, "long": 768}[self.length]
+        return min(wanted, n_ctx // 3)
+
+
+@dataclass
+class SummaryResult:
+    document: str
+    language: str
+    summary: str
+    chunk_summaries: list[str]
+    stats: dict = field(default_factory=dict)
+
+
+class WindowExceeded(AssertionError):
+    """A prompt would not fit the window: a bug in the pipeline, never the user's fault."""
+
+
+class Summarizer:
+    def __init__(
+        self,
+        engine,
+        model_id: str,
+        cache: SummaryCache,
+        options: SummaryOptions,
+        progress: ProgressReporter | None = None,
+        spool_dir: Path | None = None,
+    ):
+        self.engine = engine
+        self.model_id = model_id
+        self.cache = cache
+        self.options = options
+        self.progress = progress or SilentProgress()
+        self.spool_dir = spool_dir
+        self.n_ctx = engine.n_ctx
+        self.map_reserve = min(256, self.n_ctx // 4)
+        self.calls: list[dict] = []  # one entry per model call: kind, prompt and reply tokens
+
+    # -- one model call ------------------------------------------------------------
+
+    def _prompt(self, prompts: PromptSet, template: str, text: str) -> list[int]:
+        opts = self.options
+        user = template.format(
+            text=text, length=prompts.lengths[opts.length], style=prompts.styles[opts.style]
+        )
+        messages = [
+            {"role": "system", "content": prompts.system},
+            {"role": "user", "content": user},
+        ]
+        if self.engine.info.chat_template:
+            return self.engine.chat_tokens(messages)
+        return self.engine.tokenize(f"{prompts.system}\n\n{user}\n\n", special=False)
+
+    def _overhead(self, prompts: PromptSet, template: str) -> int:
+        return len(self._prompt(prompts, template, ""))
+
+    def _generate(self, kind: str, prompt: list[int], reserve: int,
+                  on_token: Callable[[str], None] | None = None) -> str:  # fmt: skip
+        if len(prompt) + reserve > self.n_ctx:
+            raise WindowExceeded(
+                f"{kind} prompt of {len(prompt)} tokens + {reserve} reply tokens exceeds the "
+                f"{self.n_ctx}-token window"
+            )
+        params = SamplingParams(max_tokens=reserve, temperature=0.2, seed=0, repeat_penalty=1.1)
+        text, stats = "", None
+        for event in self.engine.stream(prompt, params):
+            if isinstance(event, Token):
+                text += event.text
+                if on_token:
+                    on_token(event.text)
+            elif isinstance(event, Finished):
+                stats = event.stats
+        self.calls.append({"kind": kind, "prompt_tokens": len(prompt), "reply_tokens":
+                           stats.completion_tokens, "prefill_s": stats.prefill_s,
+                           "decode_s": stats.decode_s})  # fmt: skip
+        return text.strip()
+
+    def _cached_call(self, key: str, kind: str, prompt_fn, reserve: int) -> str:
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        summary = self._generate(kind, prompt_fn(), reserve)
+        self.cache.put(key, summary)
+        return summary
+
+    # -- the pipeline ----------------------------------------------------------------
+
+    def summarize(
+        self, doc: Document, on_token: Callable[[str], None] | None = None
+    ) -> SummaryResult:
+        started = time.perf_counter()
+        language = self._language(doc)
+        prompts = prompts_for(language)
+        fingerprint = (PROMPT_VERSION, self.model_id, self.n_ctx, language, self.options.length,
+                       self.options.style, doc.sha256)  # fmt: skip
+        chunk_tokens = (
+            self.n_ctx - self._overhead(prompts, prompts.chunk) - self.map_reserve - SAFETY_TOKENS
+        )
+        final_reserve = self.options.final_reserve(self.n_ctx)
+        if self.spool_dir is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.spool_dir) as spool:
+            count, doc_tokens = self._spool_chunks(doc, Path(spool) / "chunks.jsonl", chunk_tokens)
+            single_room = self.n_ctx - self._overhead(prompts, prompts.final) - final_reserve
+            if count == 1 and doc_tokens <= single_room - SAFETY_TOKENS:
+                text = _read_chunk(Path(spool) / "chunks.jsonl", 0)
+                summary = self._generate("final", self._prompt(prompts, prompts.final, text),
+                                         final_reserve, on_token)  # fmt: skip
+                partials: list[str] = []
+            else:
+                partials = self._map(Path(spool) / "chunks.jsonl", count, prompts, fingerprint)
+                summary = self._reduce(partials, prompts, fingerprint, final_reserve, on_token)
+        return SummaryResult(doc.name, language, summary, partials,
+                             self._stats(count, doc_tokens, started))  # fmt: skip
+
+    def _language(self, doc: Document) -> str:
+        if self.options.lang != "auto":
+            return self.options.lang
+        sample = ""
+        for block in text_blocks(doc):
+            sample += block
+            if len(sample) >= 5000:
+                break
+        return detect_language(sample)
+
+    def _spool_chunks(self, doc: Document, spool: Path, chunk_tokens: int) -> tuple[int, int]:
+        """Chunk the whole document to a file; returns (chunks, document tokens)."""
+        chunker = Chunker(
+            lambda t: self.engine.tokenize(t, special=False, add_bos=False),
+            self.engine.detokenize, chunk_tokens, int(chunk_tokens * OVERLAP_SHARE),
+        )  # fmt: skip
+        count = tokens = 0
+        self.progress.message(f"{doc.name}: reading and measuring")
+        with spool.open("w", encoding="utf-8") as out:
+            for chunk in chunker.chunks(text_blocks(doc)):
+                out.write(json.dumps(chunk, ensure_ascii=False) + "\n")
+                count += 1
+                tokens += chunker.count(chunk)
+        return count, tokens
+
+    def _map(self, spool: Path, count: int, prompts: PromptSet, fingerprint) -> list[str]:
+        self.progress.start("summarizing chunks", count, unit="chunks")
+        partials = []
+        try:
+            for i, chunk in enumerate(_iter_chunks(spool)):
+                key = SummaryCache.key("map", fingerprint, i, chunk)
+                partials.append(self._cached_call(
+                    key, "map", lambda c=chunk: self._prompt(prompts, prompts.chunk, c),
+                    self.map_reserve,
+                ))  # fmt: skip
+                self.progress.advance(1)
+                self.progress.describe(f"summarizing chunks ({self._rate():.0f} tok/s)")
+        finally:
+            self.progress.finish()
+        return partials
+
+    def _reduce(self, partials, prompts, fingerprint, final_reserve, on_token) -> str:
+        level = 0
+        while True:
+            joined = "\n\n".join(partials)
+            final_prompt = self._prompt(prompts, prompts.final, joined)
+            if len(final_prompt) + final_reserve <= self.n_ctx:
+                return self._generate("final", final_prompt, final_reserve, on_token)
+            level += 1
+            groups = self._groups(partials, prompts)
+            self.progress.message(f"merging {len(partials)} partial summaries (level {level})")
+            partials = [
+                self._cached_call(
+                    SummaryCache.key("reduce", fingerprint, level, g),
+                    "reduce", lambda g=g: self._prompt(prompts, prompts.combine, "\n\n".join(g)),
+                    self.map_reserve,
+                )
+                for g in groups
+            ]  # fmt: skip
+
+    def _groups(self, partials: list[str], prompts: PromptSet) -> list[list[str]]:
+        """Consecutive partials in groups whose merge prompt fits (at least two per group)."""
+        room = (
+            self.n_ctx - self._overhead(prompts, prompts.combine) - self.map_reserve - SAFETY_TOKENS
+        )
+        counter = Chunker(lambda t: self.engine.tokenize(t, special=False, add_bos=False),
+                          self.engine.detokenize, max(16, room // 2))  # fmt: skip
+        groups: list[list[str]] = [[]]
+        for partial in partials:
+            # A partial longer than half the room is cut to it, so any two always fit together.
+            text = next(iter(counter.chunks(iter([partial]))), "")
+            candidate = [*groups[-1], text]
+            if groups[-1] and counter.count("\n\n".join(candidate)) > room:
+                groups.append([text])
+            else:
+                groups[-1] = candidate
+        return groups
+
+    def _rate(self) -> float:
+        """Tokens processed (read and written) per second of model time so far."""
+        seconds = sum(c["prefill_s"] + c["decode_s"] for c in self.calls)
+        tokens = sum(c["prompt_tokens"] + c["reply_tokens"] for c in self.calls)
+        return tokens / seconds if seconds else 0.0
+
+    def _stats(self, chunks: int, doc_tokens: int, started: float) -> dict:
+        return {
+            "chunks": chunks,
+            "document_tokens": doc_tokens,
+            "calls": len(self.calls),
+            "map_calls": sum(c["kind"] == "map" for c in self.calls),
+            "reduce_calls": sum(c["kind"] == "reduce" for c in self.calls),
+            "prompt_tokens": sum(c["prompt_tokens"] for c in self.calls),
+            "summary_tokens": sum(c["reply_tokens"] for c in self.calls),
+            "prefill_s": round(sum(c["prefill_s"] for c in self.calls), 3),
+            "decode_s": round(sum(c["decode_s"] for c in self.calls), 3),
+            "wall_s": round(time.perf_counter() - started, 3),
+            "n_ctx": self.n_ctx,
+        }
+
+
+def _iter_chunks(spool: Path) -> Iterator[str]:
+    with spool.open(encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def _read_chunk(spool: Path, index: int) -> str:
+    for i, chunk in enumerate(_iter_chunks(spool)):
+        if i == index:
+            return chunk
+    raise IndexError(index)

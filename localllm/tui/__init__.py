@@ -1,0 +1,1 @@
+"""The Textual chat app: `localllm chat`. Only the CLI imports this package."""

@@ -1,0 +1,242 @@
+"""The main screen: conversation list, transcript, message box and status bar.
+
+Generation runs in a worker thread (ChatSession.send) and reaches the screen
+only through messages, so typing, scrolling and Escape stay responsive while
+the model works. The screen owns the cancel flag the worker checks between
+tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from localllm.tui.messages import (
+    AnswerChunk,
+    AnswerFinished,
+    AnswerRetracted,
+    ContextNoticed,
+    GenerationFailed,
+)
+from localllm.tui.widgets.prompt_input import PromptInput
+from localllm.tui.widgets.sidebar import Sidebar
+from localllm.tui.widgets.status_bar import StatusBar
+from localllm.tui.widgets.transcript import AnswerMessage, Transcript
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", priority=True),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+e", "edit_last", "Edit last", show=False),
+        Binding("ctrl+y", "copy_last", "Copy", show=False),
+        Binding("ctrl+n", "new_conversation", "New"),
+        Binding("ctrl+b", "toggle_sidebar", "Chats"),
+        Binding("delete", "delete_conversation", "Delete chat", show=False),
+    ]
+
+    def __init__(self, controller):
+        super().__init__()
+        self.controller = controller  # tui.app.ChatController: session, history, models
+        self.cancel = threading.Event()
+        self.answer: AnswerMessage | None = None
+        self.editing = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Sidebar(id="sidebar")
+            with Vertical(id="main"):
+                yield Transcript(id="transcript")
+                yield PromptInput(id="prompt")
+                yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one(PromptInput).focus()
+        await self.show_conversation()
+
+    # -- showing state -----------------------------------------------------------
+
+    async def show_conversation(self) -> None:
+        transcript = self.query_one(Transcript)
+        await transcript.remove_children()
+        for message in self.controller.session.conv.messages:
+            if message.role == "user":
+                await transcript.add_user(message.content)
+            else:
+                await transcript.add_answer(message.content, message.note)
+        self.refresh_sidebar()
+        self.refresh_status()
+
+    def refresh_sidebar(self) -> None:
+        rows = self.controller.conversations()
+        self.query_one(Sidebar).show_conversations(rows, self.controller.session.conv.id)
+
+    def refresh_status(self, tokens_per_second: float | None = None) -> None:
+        status = self.query_one(StatusBar)
+        c = self.controller
+        status.model, status.backend = c.model_name, c.backend
+        status.window, status.used = c.window, c.context_used()
+        if tokens_per_second is not None:
+            status.tokens_per_second = tokens_per_second
+
+    @property
+    def busy(self) -> bool:
+        return self.query_one(StatusBar).busy
+
+    # -- sending -----------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def send(self, event: PromptInput.Submitted) -> None:
+        if self.busy:
+            self.notify("an answer is still coming: press Escape to stop it", severity="warning")
+            return
+        edit, self.editing = self.editing, False
+        if edit:
+            await self._remove_last_turn_widgets(include_user=True)
+        await self.query_one(Transcript).add_user(event.text)
+        await self._start_answer()
+        self.generate("edit" if edit else "send", event.text)
+
+    async def _start_answer(self) -> None:
+        self.cancel.clear()
+        self.answer = await self.query_one(Transcript).add_answer()
+        self.query_one(StatusBar).busy = True
+
+    @work(thread=True, exclusive=True, group="generate")
+    def generate(self, how: str, text: str | None = None) -> None:
+        """Runs in a worker thread; talks to the UI only through messages."""
+        from localllm.chat.session import ContextNotice, Retracted, TurnDone
+        from localllm.engine import Token
+        from localllm.errors import LocalLLMError
+
+        session = self.controller.session
+        try:
+            if how == "send":
+                events = session.send(text, self.cancel)
+            elif how == "edit":
+                events = session.edit_last(text, self.cancel)
+            else:
+                events = session.regenerate(self.cancel)
+            for event in events:
+                if isinstance(event, Token):
+                    self.post_message(AnswerChunk(event.text))
+                elif isinstance(event, ContextNotice):
+                    self.post_message(ContextNoticed(event.event.text))
+                elif isinstance(event, Retracted):
+                    self.post_message(AnswerRetracted(event.reason))
+                elif isinstance(event, TurnDone):
+                    self.post_message(AnswerFinished(event))
+        except LocalLLMError as exc:
+            self.post_message(GenerationFailed(str(exc)))
+        except Exception as exc:  # the app must survive a failed turn (e.g. out of memory)
+            self.post_message(GenerationFailed(f"{exc.__class__.__name__}: {exc}"))
+
+    async def on_answer_chunk(self, message: AnswerChunk) -> None:
+        if self.answer is not None and not self.cancel.is_set():
+            await self.answer.append_text(message.text)
+            self.query_one(Transcript).follow()
+
+    async def on_answer_retracted(self, message: AnswerRetracted) -> None:
+        if self.answer is not None:
+            await self.answer.replace("")
+        self.notify(message.reason, severity="warning")
+
+    async def on_context_noticed(self, message: ContextNoticed) -> None:
+        transcript = self.query_one(Transcript)
+        if self.answer is not None:
+            await self.answer.remove()
+        await transcript.add_notice(message.text)
+        self.answer = await transcript.add_answer()
+
+    async def on_answer_finished(self, message: AnswerFinished) -> None:
+        done = message.done
+        if self.answer is not None:
+            if done.withheld or self.answer.text != done.message.content:
+                await self.answer.replace(done.message.content)
+            await self.answer.finish(done.message.note)
+        self.answer = None
+        self.query_one(StatusBar).busy = False
+        self.refresh_status(done.stats.decode_tps)
+        self.refresh_sidebar()
+
+    async def on_generation_failed(self, message: GenerationFailed) -> None:
+        if self.answer is not None:
+            await self.answer.remove()
+            self.answer = None
+        self.query_one(StatusBar).busy = False
+        self.notify(message.error, title="could not answer", severity="error", timeout=10)
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if self.busy:
+            self.cancel.set()
+            self.notify("stopped: the answer so far is kept")
+
+    async def action_regenerate(self) -> None:
+        conv = self.controller.session.conv
+        if self.busy or not conv.messages:
+            return
+        await self._remove_last_turn_widgets(include_user=False)
+        await self._start_answer()
+        self.generate("regenerate")
+
+    async def _remove_last_turn_widgets(self, include_user: bool) -> None:
+        transcript = self.query_one(Transcript)
+        children = list(transcript.children)
+        while children and isinstance(children[-1], AnswerMessage):
+            await children.pop().remove()
+        if include_user and children:
+            await children.pop().remove()
+
+    def action_edit_last(self) -> None:
+        users = [m for m in self.controller.session.conv.messages if m.role == "user"]
+        if self.busy or not users:
+            return
+        prompt = self.query_one(PromptInput)
+        prompt.text = users[-1].content
+        prompt.focus()
+        self.editing = True
+        self.notify("editing your last message: Enter resends it")
+
+    def action_copy_last(self) -> None:
+        answers = [m for m in self.controller.session.conv.messages if m.role == "assistant"]
+        if not answers:
+            return
+        self.app.copy_to_clipboard(answers[-1].content)
+        saved = self.controller.save_last_answer(answers[-1].content)
+        self.notify(f"copied to the clipboard (if the terminal allows) and saved to {saved}")
+
+    async def action_new_conversation(self) -> None:
+        if self.busy:
+            return
+        self.controller.new_conversation()
+        await self.show_conversation()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        sidebar.display = not sidebar.display
+
+    async def on_sidebar_opened(self, message: Sidebar.Opened) -> None:
+        if self.busy:
+            self.notify("wait for the answer, or press Escape", severity="warning")
+            return
+        self.controller.open_conversation(message.conversation_id)
+        await self.show_conversation()
+        self.query_one(PromptInput).focus()
+
+    async def action_delete_conversation(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        target = sidebar.highlighted_id
+        if self.busy or target is None or not sidebar.has_focus:
+            return
+        self.controller.delete_conversation(target)
+        await self.show_conversation()
+        self.notify("conversation deleted")

@@ -1,0 +1,194 @@
+"""Summaries on the real starter model: one call when it fits, map-reduce when not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import RecordingEngine, run_cli
+
+from localllm.progress import SilentProgress
+from localllm.summarize.cache import SummaryCache
+from localllm.summarize.pipeline import Summarizer, SummaryOptions
+from localllm.summarize.prompts import detect_language
+from localllm.summarize.readers import DocumentError, open_document, text_blocks
+
+CURIE = (
+    "Marie Curie was a physicist and chemist who conducted pioneering research on "
+    "radioactivity. Born in Warsaw in 1867, Marie Curie moved to Paris, where she studied at "
+    "the Sorbonne.\n\nMarie Curie was the first woman to win a Nobel Prize, and the only person "
+    "to win Nobel Prizes in two sciences: physics in 1903 and chemistry in 1911. Marie Curie "
+    "discovered polonium and radium together with her husband Pierre Curie.\n"
+)
+TOPICS = ["the history of the bicycle", "how glaciers shape valleys", "the life of honeybees",
+          "the invention of the printing press", "the building of lighthouses",
+          "the chemistry of bread", "the migration of whales", "the design of bridges"]  # fmt: skip
+ESPANOL = (
+    "La ciudad de Sevilla es la capital de Andalucía, en el sur de España. Su catedral es una "
+    "de las más grandes del mundo y guarda la tumba de Cristóbal Colón.\n\nEl río Guadalquivir "
+    "atraviesa la ciudad. Durante siglos, Sevilla fue el puerto principal del comercio con "
+    "América, y hoy recibe millones de visitantes cada año.\n"
+)
+
+
+def long_document(paragraphs_per_topic: int = 3) -> str:
+    out = []
+    for topic in TOPICS:
+        for i in range(paragraphs_per_topic):
+            out.append(
+                f"This section is about {topic}, part {i + 1}. Researchers who studied {topic} "
+                f"found many details worth recording. They wrote that {topic} changed over "
+                f"centuries, that people in many countries cared about it, and that new tools "
+                f"made it easier to understand. Observation number {i + 1} concerns the early "
+                f"period, when records were scarce and every discovery about {topic} mattered."
+            )
+    return "\n\n".join(out)
+
+
+def summarizer(engine, tmp_path, cache=True, **options):
+    return Summarizer(
+        engine, "starter", SummaryCache(tmp_path / "cache", cache),
+        SummaryOptions(**options), SilentProgress(), tmp_path / "spool",
+    )  # fmt: skip
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
+    return path
+
+
+def test_a_short_text_takes_one_call_and_names_its_subject(engine, tmp_path):
+    recorder = RecordingEngine(engine)
+    doc = open_document(str(write(tmp_path, "curie.txt", CURIE)), tmp_path)
+    result = summarizer(recorder, tmp_path, length="short").summarize(doc)
+    assert len(recorder.calls) == 1 and result.stats["calls"] == 1
+    assert "Curie" in result.summary
+    assert result.language == "en" and result.chunk_summaries == []
+
+
+@pytest.mark.slow
+def test_a_long_document_is_mapped_and_reduced_within_the_window(engine_512, tmp_path):
+    recorder = RecordingEngine(engine_512)
+    doc = open_document(str(write(tmp_path, "long.txt", long_document())), tmp_path)
+    result = summarizer(recorder, tmp_path, length="short").summarize(doc)
+    stats = result.stats
+    assert stats["document_tokens"] > 2000
+    assert stats["map_calls"] >= 5 and stats["reduce_calls"] >= 1
+    for prompt, reserve in recorder.calls:
+        assert len(prompt) + reserve <= engine_512.n_ctx
+    assert result.summary.strip()
+    assert detect_language(result.summary) == "en"
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_cache(engine_512, tmp_path):
+    doc = open_document(str(write(tmp_path, "long.txt", long_document(2))), tmp_path)
+
+    class StopAfterTwoChunks(SilentProgress):
+        done = 0
+
+        def advance(self, amount):
+            self.done += amount
+            if self.done == 2:
+                raise KeyboardInterrupt
+
+    first = RecordingEngine(engine_512)
+    interrupted = summarizer(first, tmp_path, length="short")
+    interrupted.progress = StopAfterTwoChunks()
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.summarize(doc)
+    assert len(first.calls) == 2
+    second = RecordingEngine(engine_512)
+    result = summarizer(second, tmp_path, length="short").summarize(doc)
+    map_calls = sum(1 for _, reserve in second.calls if reserve == 128)
+    assert map_calls == result.stats["chunks"] - 2  # the two finished chunks came from the cache
+    third = RecordingEngine(engine_512)
+    summarizer(third, tmp_path, length="short", cache=True).summarize(doc)
+    assert len(third.calls) == 1  # everything but the final pass is cached
+    no_cache = RecordingEngine(engine_512)
+    summarizer(no_cache, tmp_path, cache=False, length="short").summarize(doc)
+    assert len(no_cache.calls) > result.stats["chunks"]
+
+
+def test_a_spanish_document_gets_spanish_prompts(engine, tmp_path):
+    recorder = RecordingEngine(engine)
+    doc = open_document(str(write(tmp_path, "sevilla.txt", ESPANOL)), tmp_path)
+    result = summarizer(recorder, tmp_path, length="short").summarize(doc)
+    prompt = engine.detokenize(recorder.calls[0][0])
+    assert result.language == "es"
+    assert "Escribe un resumen breve" in prompt and "Usa solo hechos" in prompt
+    forced = RecordingEngine(engine)
+    summarizer(forced, tmp_path, length="short", lang="en").summarize(doc)
+    english = engine.detokenize(forced.calls[0][0])
+    assert "Write a short" in english and "Escribe" not in english
+
+
+def test_html_gives_visible_text_only(tmp_path):
+    html = ("<!DOCTYPE html><html><head><title>T</title><style>p{color:red}</style></head>"
+            "<body><script>var secret = 1;</script><p>Visible words &amp; more.</p>"
+            "<div>Second block</div></body></html>")  # fmt: skip
+    doc = open_document(str(write(tmp_path, "page.html", html)), tmp_path)
+    text = "".join(text_blocks(doc))
+    assert doc.kind == "html" and "Visible words & more." in text and "Second block" in text
+    assert "secret" not in text and "color" not in text
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"), [("utf-16", b""), ("latin-1", b""), ("utf-8", b"\xef\xbb\xbf")]
+)
+def test_encodings_are_detected(tmp_path, encoding, bom):
+    data = bom + ESPANOL.encode(encoding)
+    doc = open_document(str(write(tmp_path, f"doc-{encoding}.txt", data)), tmp_path)
+    assert "".join(text_blocks(doc)).strip() == ESPANOL.strip()
+    assert not doc.warnings
+
+
+def test_invalid_bytes_are_replaced_with_a_warning(tmp_path):
+    data = ESPANOL.encode("utf-8") * 3 + b"\xff\xfe\xfd broken tail"
+    doc = open_document(str(write(tmp_path, "mixed.txt", data)), tmp_path)
+    text = "".join(text_blocks(doc))
+    assert "broken tail" in text and "\ufffd" in text
+    assert doc.warnings and "could not be decoded" in doc.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: write(p, "blob.bin", bytes(range(256)) * 10), "binary"),
+        (lambda p: write(p, "empty.txt", ""), "empty"),
+        (lambda p: p / "missing.txt", "no such file"),
+        (lambda p: p, "directory"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(tmp_path, starter_home, make, message):
+    target = make(tmp_path)
+    with pytest.raises(DocumentError, match=message):
+        open_document(str(target), tmp_path / "spool")
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    proc = run_cli("summarize", str(target), home=home)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_stdin_and_json_output(tmp_path, starter_home):
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    proc = run_cli("summarize", "-", "--length", "short", "--json", stdin=CURIE, home=home)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["document"] == "stdin" and result["language"] == "en"
+    assert "Curie" in result["summary"] and result["stats"]["calls"] == 1
+
+
+def test_output_file_and_several_inputs(tmp_path, starter_home):
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    a, b = write(tmp_path, "a.txt", CURIE), write(tmp_path, "b.txt", ESPANOL)
+    out = tmp_path / "out.md"
+    proc = run_cli("summarize", str(a), str(b), "--length", "short", "-o", str(out), home=home)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert f"## {a}" in text and f"## {b}" in text and proc.stdout == ""

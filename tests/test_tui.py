@@ -1,0 +1,139 @@
+"""The chat app driven with Textual's pilot, on the real starter model."""
+
+from __future__ import annotations
+
+import pytest
+
+from localllm.chat.conversation import ChatParams
+from localllm.chat.history import History
+from localllm.tui.app import make_app
+from localllm.tui.controller import ChatController
+from localllm.tui.screens.model_picker import ModelChoice, ModelPicker
+from localllm.tui.widgets.prompt_input import PromptInput
+from localllm.tui.widgets.transcript import AnswerMessage, Transcript
+
+CAPITAL = "Which city is the capital of France?"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def chat(engine, tmp_path):
+    history = History(tmp_path / "history.sqlite3")
+    controller = ChatController(
+        engine, "smollm2-135m:q4_1", history, save_dir=tmp_path,
+        defaults=ChatParams(temperature=0.0, max_tokens=64),
+    )  # fmt: skip
+    models = [ModelChoice("smollm2-135m:q4_1", "smollm2-135m:q4_1  ·  94 MiB", True),
+              ModelChoice("qwen2.5-1.5b", "↓ qwen2.5-1.5b", False)]  # fmt: skip
+    app = make_app(controller, models=lambda: models)
+    return app, controller, history
+
+
+async def ask(app, pilot, text: str) -> None:
+    prompt = app.screen.query_one(PromptInput)
+    prompt.insert(text)
+    await pilot.press("enter")
+
+
+async def wait_for_answer(app, pilot) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.1)
+
+
+def answers(app) -> list[AnswerMessage]:
+    return list(app.screen.query_one(Transcript).query(AnswerMessage))
+
+
+async def test_an_answer_streams_into_the_transcript_and_is_stored(chat):
+    app, controller, history = chat
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, CAPITAL)
+        await wait_for_answer(app, pilot)
+        (answer,) = answers(app)
+        assert "Paris" in answer.text
+        stored = history.get(controller.session.conv.id)
+        assert [m.role for m in stored.messages] == ["user", "assistant"]
+        assert stored.messages[1].content == answer.text.strip()
+        assert "tok/s" in str(app.screen.query_one("#status").render())
+
+
+async def test_escape_stops_the_answer_and_keeps_it_marked(chat):
+    app, controller, history = chat
+    controller.session.conv.params.max_tokens = 400
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, "Write a very long story about a dragon and a knight.")
+        for _ in range(200):  # until some of the answer is on screen
+            await pilot.pause(0.05)
+            if answers(app) and len(answers(app)[0].text) > 20:
+                break
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        (answer,) = answers(app)
+        kept = answer.text
+        await pilot.pause(0.5)
+        assert answer.text == kept  # nothing arrives after the stop
+        stored = history.get(controller.session.conv.id).messages[-1]
+        assert stored.note == "stopped" and stored.completion_tokens < 400
+        assert kept.strip() and stored.content.startswith(kept.strip()[:20])
+        assert answer.has_class("-stopped")
+
+
+async def test_regenerate_replaces_the_answer(chat):
+    app, controller, history = chat
+    controller.session.conv.params.temperature = 0.9
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, "Tell me something about cats.")
+        await wait_for_answer(app, pilot)
+        await pilot.press("ctrl+r")
+        await wait_for_answer(app, pilot)
+        assert len(answers(app)) == 1
+        stored = history.get(controller.session.conv.id)
+        assert [m.role for m in stored.messages] == ["user", "assistant"]
+        assert stored.messages[1].content == answers(app)[0].text.strip()
+
+
+async def test_the_model_picker_lists_local_models(chat):
+    app, _, _ = chat
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, ModelPicker)
+        options = app.screen.query_one("#models")
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("smollm2-135m:q4_1" in label and "MiB" in label for label in labels)
+        assert any(label.startswith("↓ qwen2.5-1.5b") for label in labels)
+        await pilot.press("escape")
+
+
+async def test_typing_stays_responsive_while_an_answer_streams(chat):
+    app, controller, _ = chat
+    controller.session.conv.params.max_tokens = 200
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, "Write a long story about a ship.")
+        await pilot.pause(0.2)
+        prompt = app.screen.query_one(PromptInput)
+        await pilot.press(*"hello")
+        assert prompt.text == "hello"
+        assert app.screen.query_one("#status").busy
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+
+
+async def test_help_lists_the_keys(chat):
+    app, _, _ = chat
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        table = app.screen.query_one("DataTable")
+        keys = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        assert "Escape" in keys and "F2" in keys and "Ctrl+Q" in keys
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.query("DataTable")
