@@ -17,7 +17,7 @@ def _test_cache() -> Path:
     return Path(os.environ.get("LOCALLLM_TEST_CACHE", default))
 
 
-def _cli_command() -> list[str]:
+def cli_command() -> list[str]:
     script = Path(sys.executable).parent / "localllm"
     return [str(script)] if script.exists() else [sys.executable, "-m", "localllm"]
 
@@ -27,7 +27,7 @@ def run_cli(*args: str, home: Path, stdin: str | None = None, **env: str):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
     environ.update(LOCALLLM_HOME=str(home), **env)
     return subprocess.run(
-        [*_cli_command(), *args],
+        [*cli_command(), *args],
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import _cli_command, run_cli
+from conftest import cli_command, run_cli
 
 from localllm.chat.history import History
 
@@ -76,7 +76,7 @@ def test_history_survives_a_sigkill_mid_answer(home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
     env["LOCALLLM_HOME"] = str(home)
     proc = subprocess.Popen(
-        [*_cli_command(), "run", "-c", "--max-tokens", "400", "Write a long story about a ship."],
+        [*cli_command(), "run", "-c", "--max-tokens", "400", "Write a long story about a ship."],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:

@@ -114,14 +114,18 @@ async def test_the_model_picker_lists_local_models(chat):
 
 async def test_typing_stays_responsive_while_an_answer_streams(chat):
     app, controller, _ = chat
-    controller.session.conv.params.max_tokens = 200
+    controller.session.conv.params.max_tokens = 400
     async with app.run_test(size=(100, 30)) as pilot:
-        await ask(app, pilot, "Write a long story about a ship.")
-        await pilot.pause(0.2)
+        await ask(app, pilot, "Write a very long story about a dragon and a knight.")
+        await pilot.pause(0.3)
+        status = app.screen.query_one("#status")
+        assert status.busy  # the answer is still coming
+        before = len(answers(app)[0].text)
         prompt = app.screen.query_one(PromptInput)
         await pilot.press(*"hello")
         assert prompt.text == "hello"
-        assert app.screen.query_one("#status").busy
+        await pilot.pause(0.3)
+        assert len(answers(app)[0].text) > before  # and kept coming while we typed
         await pilot.press("escape")
         await app.workers.wait_for_complete()
 

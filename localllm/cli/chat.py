@@ -45,7 +45,11 @@ def chat(model, continue_, conversation_id, ctx, quiet):
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None) or chat_config.get("model")
     resolved, engine = load_model(settings, wanted, ctx, progress)
-    defaults = ChatParams(policy=chat_config.get("context_policy", "summary"))
+    defaults = ChatParams(
+        temperature=float(chat_config.get("temperature", 0.7)),
+        max_tokens=int(chat_config.get("max_tokens", 512)),
+        policy=chat_config.get("context_policy", "summary"),
+    )
     controller = ChatController(
         engine, resolved.name, history, conv, guardrails_from_config(config),
         save_dir=settings.data_dir, defaults=defaults,
