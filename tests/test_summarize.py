@@ -74,7 +74,7 @@ def test_a_long_document_is_mapped_and_reduced_within_the_window(engine_512, tmp
     doc = open_document(str(write(tmp_path, "long.txt", long_document())), tmp_path)
     result = summarizer(recorder, tmp_path, length="short").summarize(doc)
     stats = result.stats
-    assert stats["document_tokens"] > 2000
+    assert stats["document_tokens"] > 1800
     assert stats["map_calls"] >= 5 and stats["reduce_calls"] >= 1
     for prompt, reserve in recorder.calls:
         assert len(prompt) + reserve <= engine_512.n_ctx
@@ -102,8 +102,8 @@ def test_an_interrupted_run_resumes_from_its_cache(engine_512, tmp_path):
     assert len(first.calls) == 2
     second = RecordingEngine(engine_512)
     result = summarizer(second, tmp_path, length="short").summarize(doc)
-    map_calls = sum(1 for _, reserve in second.calls if reserve == 128)
-    assert map_calls == result.stats["chunks"] - 2  # the two finished chunks came from the cache
+    # The two chunks finished before the interruption came from the cache.
+    assert result.stats["map_calls"] == result.stats["chunks"] - 2
     third = RecordingEngine(engine_512)
     summarizer(third, tmp_path, length="short", cache=True).summarize(doc)
     assert len(third.calls) == 1  # everything but the final pass is cached

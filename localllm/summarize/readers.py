@@ -50,16 +50,23 @@ def _sniff_encoding(head: bytes) -> str:
     for bom, name in BOMS:
         if head.startswith(bom):
             return name
-    try:
-        head.decode("utf-8")
+    # UTF-8 with a few damaged bytes is still UTF-8 (they are replaced, with a warning);
+    # a legacy code page fails UTF-8 on nearly every accented letter instead.
+    decoded = head.decode("utf-8", errors="replace")
+    bad = decoded.count("\ufffd")
+    valid_multibyte = sum(1 for ch in decoded if ord(ch) > 127) - bad
+    if bad == 0 or valid_multibyte > bad:
         return "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3:  # a character cut by the sample's end
-            return "utf-8"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head).best()
-    return best.encoding if best is not None else "latin-1"
+    matches = list(from_bytes(head))
+    if not matches:
+        return "cp1252"
+    best = matches[0]
+    # Short Western text often ties between code pages; Windows-1252 (a superset of
+    # Latin-1) is by far the most common of them, so it wins a tie.
+    tied = [m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    return "cp1252" if "cp1252" in tied else best.encoding
 
 
 def _looks_binary(head: bytes, encoding: str) -> bool:
