@@ -192,3 +192,47 @@ def test_output_file_and_several_inputs(tmp_path, starter_home):
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert f"## {a}" in text and f"## {b}" in text and proc.stdout == ""
+
+
+def make_pdf(path, text: str) -> None:
+    """A minimal one-page PDF with one line of Helvetica text."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    path.write_bytes(bytes(out))
+
+
+def test_pdf_text_is_read(tmp_path):
+    pdf = tmp_path / "curie.pdf"
+    make_pdf(pdf, "Marie Curie won two Nobel Prizes.")
+    doc = open_document(str(pdf), tmp_path)
+    assert doc.kind == "pdf"
+    assert "Marie Curie won two Nobel Prizes." in "".join(text_blocks(doc))
+
+
+def test_pdf_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    pdf = tmp_path / "curie.pdf"
+    make_pdf(pdf, "Marie Curie")
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # as if the pdf extra were not installed
+    doc = open_document(str(pdf), tmp_path)
+    with pytest.raises(DocumentError, match=r"localllm\[pdf\]"):
+        "".join(text_blocks(doc))
