@@ -141,3 +141,15 @@ async def test_help_lists_the_keys(chat):
         await pilot.press("escape")
         await pilot.pause()
         assert not app.screen.query("DataTable")
+
+
+async def test_the_command_palette_opens_the_model_picker(chat):
+    app, _, _ = chat
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Switch model")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ModelPicker)

@@ -8,7 +8,7 @@ whatever the caller hands in, so tests can pass a fake engine or the real one.
 from __future__ import annotations
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from localllm.tui.controller import ChatController
@@ -42,6 +42,17 @@ class LocalLLMApp(App):
     @property
     def chat(self) -> ChatScreen:
         return next(s for s in self.screen_stack if isinstance(s, ChatScreen))
+
+    def get_system_commands(self, screen):
+        """The command palette (Ctrl+P) offers the app's own actions next to Textual's."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Switch model", "Choose a local model or download one (F2)",
+                            self.action_pick_model)  # fmt: skip
+        yield SystemCommand("Conversation settings", "System prompt, temperature, policy (F3)",
+                            self.action_settings)  # fmt: skip
+        yield SystemCommand("Keys", "Every key binding (F1)", self.action_help)
+        yield SystemCommand("New conversation", "Start a new chat (Ctrl+N)",
+                            lambda: self.chat.run_action("new_conversation"))  # fmt: skip
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
