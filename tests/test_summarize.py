@@ -236,3 +236,18 @@ def test_pdf_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
     doc = open_document(str(pdf), tmp_path)
     with pytest.raises(DocumentError, match=r"localllm\[pdf\]"):
         "".join(text_blocks(doc))
+
+
+def test_combine_gives_one_summary_of_several_files(tmp_path, starter_home):
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    a, b = (
+        write(tmp_path, "a.txt", CURIE),
+        write(tmp_path, "b.txt", CURIE.replace("Marie", "Irène")),
+    )
+    proc = run_cli(
+        "summarize", str(a), str(b), "--combine", "--length", "short", "--json", home=home
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["document"] == f"{a} + {b}" and result["summary"].strip()

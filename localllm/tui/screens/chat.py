@@ -29,6 +29,8 @@ from localllm.tui.widgets.sidebar import Sidebar
 from localllm.tui.widgets.status_bar import StatusBar
 from localllm.tui.widgets.transcript import AnswerMessage, Transcript
 
+FLUSH_EVERY_S = 0.25
+
 
 class ChatScreen(Screen):
     BINDINGS = [
@@ -47,6 +49,7 @@ class ChatScreen(Screen):
         self.cancel = threading.Event()
         self.answer: AnswerMessage | None = None
         self.editing = False
+        self._pending: list[str] = []  # streamed text not yet drawn
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -59,7 +62,16 @@ class ChatScreen(Screen):
 
     async def on_mount(self) -> None:
         self.query_one(PromptInput).focus()
+        # Streamed text is drawn in batches: re-rendering Markdown for every token would
+        # take the CPU the model needs and make typing lag.
+        self.set_interval(FLUSH_EVERY_S, self._flush)
         await self.show_conversation()
+
+    async def _flush(self) -> None:
+        if self._pending and self.answer is not None and not self.cancel.is_set():
+            text, self._pending = "".join(self._pending), []
+            await self.answer.append_text(text)
+            self.query_one(Transcript).follow()
 
     # -- showing state -----------------------------------------------------------
 
@@ -106,6 +118,7 @@ class ChatScreen(Screen):
 
     async def _start_answer(self) -> None:
         self.cancel.clear()
+        self._pending.clear()
         self.answer = await self.query_one(Transcript).add_answer()
         self.query_one(StatusBar).busy = True
 
@@ -138,12 +151,12 @@ class ChatScreen(Screen):
         except Exception as exc:  # the app must survive a failed turn (e.g. out of memory)
             self.post_message(GenerationFailed(f"{exc.__class__.__name__}: {exc}"))
 
-    async def on_answer_chunk(self, message: AnswerChunk) -> None:
+    def on_answer_chunk(self, message: AnswerChunk) -> None:
         if self.answer is not None and not self.cancel.is_set():
-            await self.answer.append_text(message.text)
-            self.query_one(Transcript).follow()
+            self._pending.append(message.text)
 
     async def on_answer_retracted(self, message: AnswerRetracted) -> None:
+        self._pending.clear()
         if self.answer is not None:
             await self.answer.replace("")
         self.notify(message.reason, severity="warning")
@@ -157,6 +170,7 @@ class ChatScreen(Screen):
 
     async def on_answer_finished(self, message: AnswerFinished) -> None:
         done = message.done
+        self._pending.clear()  # the stored message below is the whole answer
         if self.answer is not None:
             if done.withheld or self.answer.text != done.message.content:
                 await self.answer.replace(done.message.content)
