@@ -13,3 +13,13 @@ def test_help_does_not_import_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout
+
+
+def test_the_installed_package_carries_its_data_files():
+    from importlib import resources
+
+    package = resources.files("localllm")
+    assert package.joinpath("tui/app.tcss").is_file()
+    from localllm.catalog import load_catalog
+
+    assert "smollm2-135m" in load_catalog()
