@@ -38,8 +38,15 @@ def build_app(tmp_path):
     return make_app(controller, models=lambda: models)
 
 
+def _steady(pilot) -> PromptInput:
+    """The input's blinking cursor would make screenshots depend on timing."""
+    prompt = pilot.app.screen.query_one(PromptInput)
+    prompt.cursor_blink = False
+    return prompt
+
+
 async def _converse(pilot) -> None:
-    pilot.app.screen.query_one(PromptInput).insert("Which city is the capital of France?")
+    _steady(pilot).insert("Which city is the capital of France?")
     await pilot.press("enter")
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.2)
@@ -60,11 +67,20 @@ def test_sidebar_hidden(snap_compare, tmp_path, size):
     assert snap_compare(build_app(tmp_path), terminal_size=size, run_before=hide)
 
 
+def _pressing(key: str):
+    async def run_before(pilot) -> None:
+        _steady(pilot)
+        await pilot.press(key)
+        await pilot.pause()
+
+    return run_before
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_model_picker(snap_compare, tmp_path, size):
-    assert snap_compare(build_app(tmp_path), terminal_size=size, press=["f2"])
+    assert snap_compare(build_app(tmp_path), terminal_size=size, run_before=_pressing("f2"))
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_help_screen(snap_compare, tmp_path, size):
-    assert snap_compare(build_app(tmp_path), terminal_size=size, press=["f1"])
+    assert snap_compare(build_app(tmp_path), terminal_size=size, run_before=_pressing("f1"))
