@@ -49,9 +49,6 @@ class AnswerMessage(Markdown):
 class Transcript(VerticalScroll):
     """Holds the message widgets; follows the newest text unless the user scrolled up."""
 
-    def clear_messages(self) -> None:
-        self.remove_children()
-
     async def add_user(self, text: str) -> UserMessage:
         widget = UserMessage(text, markup=False)
         await self.mount(widget)
