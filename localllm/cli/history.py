@@ -69,11 +69,9 @@ def export(conversation_id, fmt, output):
     if output is None:
         click.echo(text)
         return
-    from localllm.store.integrity import temp_path_for
+    from localllm.store.integrity import write_text_atomically
 
-    tmp = temp_path_for(output)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(output)
+    write_text_atomically(output, text + "\n")
     click.echo(f"wrote {output}")
 
 

@@ -101,8 +101,6 @@ def _deliver(results, output: Path | None, as_json: bool) -> None:
         if as_json:
             click.echo(text)
         return
-    from localllm.store.integrity import temp_path_for
+    from localllm.store.integrity import write_text_atomically
 
-    tmp = temp_path_for(output)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(output)
+    write_text_atomically(output, text + "\n")

@@ -39,6 +39,17 @@ def replace_atomically(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a small text file so readers see the old content or the new, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def temp_path_for(final: Path) -> Path:
     """A temp name in the same folder, so the final rename is atomic."""
     return final.with_name(f".{final.name}.{os.getpid()}.part")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from localllm.config import Settings
 from localllm.errors import LocalLLMError
-from localllm.store.integrity import temp_path_for
+from localllm.store.integrity import write_text_atomically
 
 FORMAT_VERSION = 1
 
@@ -64,11 +64,8 @@ class Registry:
         return {name: ModelEntry(**fields) for name, fields in raw.get("models", {}).items()}
 
     def _write(self, entries: dict[str, ModelEntry]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(self.path)
         data = {"version": FORMAT_VERSION, "models": {n: asdict(e) for n, e in entries.items()}}
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomically(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, ModelEntry]]:

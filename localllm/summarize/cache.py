@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from localllm.store.integrity import temp_path_for
+from localllm.store.integrity import write_text_atomically
 
 
 class SummaryCache:
@@ -38,8 +37,4 @@ class SummaryCache:
     def put(self, key: str, summary: str) -> None:
         if not self.enabled:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(path)
-        tmp.write_text(json.dumps({"summary": summary}, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomically(self._path(key), json.dumps({"summary": summary}, ensure_ascii=False))

@@ -84,10 +84,8 @@ class ChatController:
             old.close()
 
     def save_last_answer(self, text: str) -> Path:
-        folder = self.save_dir or Path.cwd()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "last-answer.md"
-        tmp = path.with_name(".last-answer.md.part")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(path)
+        from localllm.store.integrity import write_text_atomically
+
+        path = (self.save_dir or Path.cwd()) / "last-answer.md"
+        write_text_atomically(path, text + "\n")
         return path
