@@ -9,7 +9,7 @@ GiB = 1024**3
 
 
 def plan(info, **kw):
-    args = dict(ram_available=16 * GiB, physical_cores=4, gpu_offload=False, gpus=[])
+    args = dict(ram_available=16 * GiB, physical_cores=4, gpu_backend=None, gpus=[])
     options = kw.pop("options", LoadOptions())
     args.update(kw)
     return make_plan(info, options, **args)
@@ -36,19 +36,34 @@ def test_little_free_ram_caps_the_context(starter_path):
 
 def test_everything_goes_on_a_gpu_that_fits(starter_path):
     info = read_gguf_info(starter_path)
-    p = plan(info, gpu_offload=True, gpus=[GPU("test", 8 * GiB, 8 * GiB)])
-    assert p.n_gpu_layers == -1
+    p = plan(info, gpu_backend="CUDA", gpus=[GPU("test", 8 * GiB, 8 * GiB)])
+    assert p.n_gpu_layers == -1 and not p.notes
+    assert "all 31 layers" in p.offload_reason
 
 
 def test_part_of_the_model_goes_on_a_small_gpu(starter_path):
     info = read_gguf_info(starter_path)
-    kv = info.kv_bytes_per_token() * 8192
-    free = kv + 512 * 1024**2 + info.size // 2
-    p = plan(info, gpu_offload=True, gpus=[GPU("small", free, free)])
+    p = plan(info, gpu_backend="CUDA", gpus=[GPU("small", GiB, GiB)])
     assert 0 < p.n_gpu_layers < info.block_count
-    assert "layers fit" in p.notes[0]
+    assert f"{p.n_gpu_layers} of 31 layers fit" in p.notes[0]
 
 
-def test_cpu_only_build_never_offloads(starter_path):
+def test_a_smaller_context_lets_more_layers_onto_the_gpu(starter_path):
+    info = read_gguf_info(starter_path)
+    gpus = [GPU("small", GiB, GiB)]
+    at_8k = plan(info, gpu_backend="CUDA", gpus=gpus, options=LoadOptions(n_ctx=8192))
+    at_2k = plan(info, gpu_backend="CUDA", gpus=gpus, options=LoadOptions(n_ctx=2048))
+    assert at_2k.n_gpu_layers == -1 and 0 < at_8k.n_gpu_layers < 30
+
+
+def test_cpu_only_build_never_offloads_and_says_so_when_a_gpu_is_there(starter_path):
     p = plan(read_gguf_info(starter_path), gpus=[GPU("test", 8 * GiB, 8 * GiB)])
     assert p.n_gpu_layers == 0
+    assert "no GPU backend" in p.notes[0]
+
+
+def test_gpu_layers_option_overrides_the_plan(starter_path):
+    info = read_gguf_info(starter_path)
+    gpus = [GPU("test", 8 * GiB, 8 * GiB)]
+    p = plan(info, gpu_backend="CUDA", gpus=gpus, options=LoadOptions(n_gpu_layers=5))
+    assert p.n_gpu_layers == 5 and "--gpu-layers 5" in p.offload_reason

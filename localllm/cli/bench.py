@@ -6,18 +6,19 @@ import json
 
 import click
 
-from localllm.cli.common import ctx_option, load_model, quiet_option
+from localllm.cli.common import ctx_option, gpu_layers_option, load_model, quiet_option
 
 
 @click.command()
 @click.argument("model", required=False)
 @ctx_option
+@gpu_layers_option
 @click.option("--prompt-tokens", type=click.IntRange(min=8), default=256, show_default=True)
 @click.option("--decode-tokens", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @quiet_option
-def bench(model, ctx, prompt_tokens, decode_tokens, rounds, as_json, quiet):
+def bench(model, ctx, gpu_layers, prompt_tokens, decode_tokens, rounds, as_json, quiet):
     """Measure prefill and decode tokens/s of a bare llama_cpp loop and of localllm.
 
     Both run on the same loaded model, threads and context, alternating round
@@ -33,7 +34,7 @@ def bench(model, ctx, prompt_tokens, decode_tokens, rounds, as_json, quiet):
     from localllm.engine.bench import run_bench
 
     progress = TerminalProgress(quiet=quiet)
-    resolved, engine = load_model(Settings.from_env(), model, ctx, progress)
+    resolved, engine = load_model(Settings.from_env(), model, ctx, progress, gpu_layers)
     progress.start("benchmark rounds", rounds, unit="rounds")
     result = run_bench(
         engine, resolved.name, prompt_tokens=prompt_tokens, decode_tokens=decode_tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localllm.cli.common import ctx_option, load_model, quiet_option
+from localllm.cli.common import ctx_option, gpu_layers_option, load_model, quiet_option
 
 
 @click.command()
@@ -12,8 +12,9 @@ from localllm.cli.common import ctx_option, load_model, quiet_option
 @click.option("-c", "--continue", "continue_", is_flag=True, help="Reopen the last conversation.")
 @click.option("--id", "conversation_id", type=int, default=None, help="Reopen conversation ID.")
 @ctx_option
+@gpu_layers_option
 @quiet_option
-def chat(model, continue_, conversation_id, ctx, quiet):
+def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
     """Chat with a model in the terminal (Textual app).
 
     Enter sends, Ctrl+J adds a line, Escape stops an answer, F2 switches model,
@@ -44,7 +45,7 @@ def chat(model, continue_, conversation_id, ctx, quiet):
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None) or chat_config.get("model")
-    resolved, engine = load_model(settings, wanted, ctx, progress)
+    resolved, engine = load_model(settings, wanted, ctx, progress, gpu_layers)
     defaults = ChatParams(
         temperature=float(chat_config.get("temperature", 0.7)),
         max_tokens=int(chat_config.get("max_tokens", 512)),
@@ -58,7 +59,7 @@ def chat(model, continue_, conversation_id, ctx, quiet):
         controller.session.conv.system_prompt = chat_config["system_prompt"]
 
     def load(name: str):
-        loaded, new_engine = load_model(settings, name, ctx, SilentProgress())
+        loaded, new_engine = load_model(settings, name, ctx, SilentProgress(), gpu_layers)
         return loaded.name, new_engine
 
     def pull(name: str, reporter) -> None:

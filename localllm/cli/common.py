@@ -28,13 +28,27 @@ def ctx_option(func):
     )(func)
 
 
+def gpu_layers_option(func):
+    return click.option(
+        "--gpu-layers",
+        "gpu_layers",
+        type=click.IntRange(min=-1),
+        default=None,
+        metavar="N",
+        help="Layers to offload to the GPU (-1: all, 0: none). Default: as many as fit in "
+        "free VRAM (`localllm doctor MODEL` explains the choice).",
+    )(func)
+
+
 def quiet_option(func):
     return click.option("-q", "--quiet", is_flag=True, help="No progress or notices on stderr.")(
         func
     )
 
 
-def load_model(settings: Settings, model_ref: str | None, n_ctx: int | None, progress):
+def load_model(
+    settings: Settings, model_ref: str | None, n_ctx: int | None, progress, gpu_layers=None
+):
     """Resolve (fetching if needed) and load a model; returns (resolved model, engine)."""
     from localllm.engine import LoadOptions
     from localllm.engine.llama import load_engine
@@ -43,7 +57,8 @@ def load_model(settings: Settings, model_ref: str | None, n_ctx: int | None, pro
     model = resolve_model(
         settings, model_ref, progress, show_pip_progress=getattr(progress, "bars", False)
     )
-    engine = load_engine(model.path, LoadOptions(n_ctx=n_ctx, verbose=settings.debug))
+    options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
+    engine = load_engine(model.path, options)
     for note in engine.plan.notes:
         progress.message(note)
     mark_used(settings, model)

@@ -7,7 +7,13 @@ import sys
 
 import click
 
-from localllm.cli.common import ctx_option, load_model, model_option, quiet_option
+from localllm.cli.common import (
+    ctx_option,
+    gpu_layers_option,
+    load_model,
+    model_option,
+    quiet_option,
+)
 
 
 def _read_prompt(prompt: tuple[str, ...]) -> str:
@@ -49,6 +55,7 @@ def _write(text: str) -> None:
 @click.option("--seed", type=int, default=None, help="Same seed, same answer.")
 @click.option("--stop", multiple=True, help="Stop when this text appears (repeatable).")
 @ctx_option
+@gpu_layers_option
 @click.option("-c", "--continue", "continue_", is_flag=True, help="Continue the last conversation.")
 @click.option("--id", "conversation_id", type=int, default=None, help="Continue conversation ID.")
 @click.option(
@@ -63,8 +70,8 @@ def _write(text: str) -> None:
 @click.option("--stats", is_flag=True, help="Print timing statistics as one JSON object on stderr.")
 @quiet_option
 @click.argument("prompt", nargs=-1)
-def run(model, system, max_tokens, temperature, seed, stop, ctx, continue_, conversation_id,
-        context_policy, no_save, raw, stats, quiet, prompt):  # fmt: skip
+def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, continue_,
+        conversation_id, context_policy, no_save, raw, stats, quiet, prompt):  # fmt: skip
     """Stream one answer from a model to stdout.
 
     PROMPT is the question (several words are joined); use - (or pipe text in)
@@ -87,7 +94,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, continue_, conv
     if raw or stop:
         if continue_ or conversation_id is not None:
             raise click.UsageError("--raw and --stop do not work with --continue or --id")
-        resolved, engine = load_model(settings, model, ctx, progress)
+        resolved, engine = load_model(settings, model, ctx, progress, gpu_layers)
         sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop)
         _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
         return
@@ -98,7 +105,8 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, continue_, conv
         conversation_id=conversation_id, no_save=no_save, max_tokens=max_tokens,
         temperature=temperature, seed=seed, policy=context_policy,
     )  # fmt: skip
-    resolved, engine = load_model(settings, conv.model if model is None else model, ctx, progress)
+    model_ref = conv.model if model is None else model
+    resolved, engine = load_model(settings, model_ref, ctx, progress, gpu_layers)
     conv.model = resolved.name
     if not engine.info.chat_template:
         progress.message("this model has no chat template: continuing the prompt as plain text")

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from localllm.cli.common import ctx_option, load_model, model_option, quiet_option
+from localllm.cli.common import (
+    ctx_option,
+    gpu_layers_option,
+    load_model,
+    model_option,
+    quiet_option,
+)
 
 
 @click.command()
@@ -25,13 +31,15 @@ from localllm.cli.common import ctx_option, load_model, model_option, quiet_opti
     help="Prompt and summary language: auto (the document's) or a code: en, es…",
 )
 @ctx_option
+@gpu_layers_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the summary to this file instead of stdout.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print summary, language, parts and stats.")
 @click.option("--combine", is_flag=True, help="One summary of all files together.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store partial summaries.")
 @quiet_option
-def summarize(files, model, length, style, lang, ctx, output, as_json, combine, no_cache, quiet):
+def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, combine,
+              no_cache, quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
     FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
@@ -59,7 +67,7 @@ def summarize(files, model, length, style, lang, ctx, output, as_json, combine, 
         from localllm.summarize.readers import combine_documents
 
         docs = [combine_documents(docs, spool)]
-    resolved, engine = load_model(settings, model, ctx, progress)
+    resolved, engine = load_model(settings, model, ctx, progress, gpu_layers)
     summarizer = Summarizer(
         engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", not no_cache),
         SummaryOptions(length, style, lang), progress, spool,

@@ -48,6 +48,7 @@ class LoadPlan:
     n_gpu_layers: int  # -1 = all
     flash_attn: bool | None  # None = let llama.cpp decide (auto)
     notes: tuple[str, ...] = ()
+    offload_reason: str = ""  # why n_gpu_layers is what it is, for doctor and --stats
 
 
 @dataclass

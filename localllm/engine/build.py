@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from localllm.engine.base import BuildInfo
+from localllm.hardware import GPU
 
 # Backend name -> how it shows in llama_print_system_info() or a shared library name.
 _BACKEND_MARKERS = {
@@ -41,3 +44,23 @@ def gpu_backend_name(info: BuildInfo) -> str | None:
         if info.backends.get(name):
             return name
     return None
+
+
+@dataclass(frozen=True)
+class OffloadTarget:
+    """What the offload planner needs to know about this build and machine."""
+
+    backend: str | None  # the GPU backend layers go to; None: this build runs on the CPU only
+    gpus: list[
+        GPU
+    ]  # NVIDIA GPUs with free VRAM (nvidia-smi), whether or not the build can use them
+    unified_memory: bool  # Apple Silicon: the GPU shares RAM, there is no separate VRAM
+
+
+def offload_target() -> OffloadTarget:
+    from localllm import hardware
+
+    build = build_info()
+    backend = gpu_backend_name(build) if build.gpu_offload else None
+    unified = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return OffloadTarget(backend, [] if unified else hardware.nvidia_gpus(), unified)

@@ -10,7 +10,6 @@ generation at a time per engine (a lock enforces it).
 from __future__ import annotations
 
 import codecs
-import platform
 import random
 import threading
 import time
@@ -26,7 +25,7 @@ from localllm.engine.base import (
     SamplingParams,
     Token,
 )
-from localllm.engine.build import build_info, gpu_backend_name
+from localllm.engine.build import build_info, gpu_backend_name, offload_target
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.stops import StopScanner
@@ -90,15 +89,15 @@ class LlamaEngine:
 
         options = options or LoadOptions()
         info = read_gguf_info(path)
-        build = build_info()
+        target = offload_target()
         plan = make_plan(
             info,
             options,
             ram_available=hardware.memory().available,
             physical_cores=hardware.physical_cores(),
-            gpu_offload=build.gpu_offload,
-            gpus=hardware.nvidia_gpus() if build.backends.get("CUDA") else [],
-            apple_silicon=platform.system() == "Darwin" and platform.machine() == "arm64",
+            gpu_backend=target.backend,
+            gpus=target.gpus,
+            unified_memory=target.unified_memory,
         )
         from llama_cpp import Llama
 

@@ -8,6 +8,7 @@ not load anything.
 from __future__ import annotations
 
 from localllm.engine.base import LoadOptions, LoadPlan
+from localllm.engine.offload import layer_sizes, plan_offload
 from localllm.gguf_meta import GGUFInfo
 from localllm.hardware import GPU
 
@@ -16,7 +17,6 @@ MIN_CTX = 512
 CTX_STEP = 256
 RAM_SHARE = 0.8  # leave a fifth of free RAM to the rest of the system
 OVERHEAD_BYTES = 256 * 1024**2  # compute buffers and llama.cpp's own allocations
-VRAM_MARGIN_BYTES = 512 * 1024**2
 
 
 def ram_context_cap(info: GGUFInfo, ram_available: int) -> int:
@@ -42,46 +42,29 @@ def choose_context(info: GGUFInfo, requested: int | None, ram_available: int) ->
     return max(min(MIN_CTX, trained), n_ctx), notes
 
 
-def choose_gpu_layers(
-    info: GGUFInfo, n_ctx: int, gpu_offload: bool, gpus: list[GPU], apple_silicon: bool
-) -> tuple[int, list]:
-    if not gpu_offload:
-        return 0, []
-    if apple_silicon or not gpus:
-        # Metal shares RAM with the CPU; other backends give us no VRAM reading.
-        return -1, []
-    free = sum(g.vram_free for g in gpus)
-    kv = info.kv_bytes_per_token() * n_ctx
-    need = info.size + kv + VRAM_MARGIN_BYTES
-    if need <= free or not info.block_count:
-        return -1, []
-    per_layer = info.size / info.block_count
-    layers = max(0, int((free - kv - VRAM_MARGIN_BYTES) // per_layer))
-    if layers == 0:
-        return 0, ["the model does not fit in free VRAM: running on the CPU"]
-    return layers, [f"{layers} of {info.block_count} layers fit in free VRAM; the rest run on CPU"]
-
-
 def make_plan(
     info: GGUFInfo,
     options: LoadOptions,
     *,
     ram_available: int,
     physical_cores: int,
-    gpu_offload: bool,
+    gpu_backend: str | None,
     gpus: list[GPU],
-    apple_silicon: bool = False,
+    unified_memory: bool = False,
 ) -> LoadPlan:
+    """The whole load plan; gpu_backend is None for a CPU-only llama.cpp build."""
     n_ctx, notes = choose_context(info, options.n_ctx, ram_available)
-    if options.n_gpu_layers is not None:
-        n_gpu_layers = options.n_gpu_layers if gpu_offload else 0
-    else:
-        n_gpu_layers, gpu_notes = choose_gpu_layers(info, n_ctx, gpu_offload, gpus, apple_silicon)
-        notes += gpu_notes
+    offload = plan_offload(
+        layer_sizes(info), n_ctx, backend=gpu_backend, gpus=gpus,
+        unified_memory=unified_memory, requested=options.n_gpu_layers,
+    )  # fmt: skip
+    if offload.notice:
+        notes.append(offload.notice)
     return LoadPlan(
         n_ctx=n_ctx,
         n_threads=options.n_threads or physical_cores,
-        n_gpu_layers=n_gpu_layers,
+        n_gpu_layers=offload.n_gpu_layers,
         flash_attn=options.flash_attn,
         notes=tuple(notes),
+        offload_reason=offload.reason,
     )
