@@ -117,8 +117,8 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return (httpx2.TransportError, errors.HfHubHTTPError, OSError)
 
 
-def list_gguf_files(settings: Settings, repo: str, revision: str | None = None) -> dict[str, int]:
-    """GGUF files in a hub repo with their sizes."""
+def list_files(settings: Settings, repo: str, revision: str | None = None) -> dict[str, int]:
+    """Every file in a hub repo with its size."""
     ensure_online(settings, f"listing {repo}")
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
@@ -127,11 +127,13 @@ def list_gguf_files(settings: Settings, repo: str, revision: str | None = None) 
         entries = HfApi(endpoint=settings.hf_endpoint).list_repo_tree(
             repo, revision=revision, recursive=True
         )
-        return {
-            e.path: e.size
-            for e in entries
-            if isinstance(e, RepoFile) and e.path.lower().endswith(".gguf")
-        }
+        return {e.path: e.size for e in entries if isinstance(e, RepoFile)}
+
+
+def list_gguf_files(settings: Settings, repo: str, revision: str | None = None) -> dict[str, int]:
+    """GGUF files in a hub repo with their sizes."""
+    files = list_files(settings, repo, revision)
+    return {path: size for path, size in files.items() if path.lower().endswith(".gguf")}
 
 
 def quant_of(filename: str) -> str | None:

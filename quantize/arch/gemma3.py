@@ -1,0 +1,67 @@
+"""Gemma 3 text models (270M and the text-only checkpoints).
+
+Hugging Face stores Gemma's RMSNorm weights as offsets from one (the layer
+multiplies by 1 + w); llama.cpp multiplies by the stored weight, so every norm
+gets one added on the way in. Gemma alternates sliding-window and global
+attention layers; llama.cpp derives the pattern, it needs only the window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gguf
+import numpy as np
+
+from quantize.arch.base import DECODER_LAYOUT, Architecture, register
+
+
+@register
+class Gemma3(Architecture):
+    hf_architectures = ("Gemma3ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.GEMMA3
+    layout = {
+        **DECODER_LAYOUT,
+        "ffn_norm": "model.layers.{bid}.pre_feedforward_layernorm",
+        "post_attention_norm": "model.layers.{bid}.post_attention_layernorm",
+        "post_ffw_norm": "model.layers.{bid}.post_feedforward_layernorm",
+        "attn_q_norm": "model.layers.{bid}.self_attn.q_norm",
+        "attn_k_norm": "model.layers.{bid}.self_attn.k_norm",
+    }
+
+    @property
+    def tied_embeddings(self) -> bool:
+        return bool(self.get("tie_word_embeddings", True))  # Gemma ties unless told otherwise
+
+    def write_hparams(self, writer: gguf.GGUFWriter) -> None:
+        super().write_hparams(writer)
+        writer.add_key_length(self.head_dim)
+        writer.add_value_length(self.head_dim)
+        if self.get("sliding_window"):
+            writer.add_sliding_window(int(self.config["sliding_window"]))
+        scaling = self.get("rope_scaling") or {}
+        if scaling.get("rope_type", scaling.get("type")) == "linear":
+            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            writer.add_rope_scaling_factor(float(scaling["factor"]))
+
+    @staticmethod
+    def _is_norm(name: str) -> bool:
+        return name.endswith("norm.weight")
+
+    def to_gguf(self, name: str, values: np.ndarray) -> np.ndarray:
+        return values + 1.0 if self._is_norm(name) else values
+
+    def from_gguf(self, name: str, values: np.ndarray) -> np.ndarray:
+        return values - 1.0 if self._is_norm(name) else values
+
+    @classmethod
+    def config_from_gguf(cls, kv: dict[str, Any], has_output: bool) -> dict:
+        config = super().config_from_gguf(kv, has_output)
+        config.update(
+            model_type="gemma3_text",
+            hidden_activation="gelu_pytorch_tanh",
+            query_pre_attn_scalar=config.get("head_dim", 256),
+            sliding_window=int(kv.get("gemma3.attention.sliding_window", 512)),
+            rope_local_base_freq=10000.0,
+        )
+        return config
