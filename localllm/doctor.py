@@ -37,7 +37,8 @@ def collect(settings: Settings) -> dict:
     cpu = hardware.cpu_info()
     mem = hardware.memory()
     gpus = hardware.nvidia_gpus()
-    advice = reinstall_command(current_install(), build.backends, gpus, build.llama_cpp_python)
+    install = current_install()
+    advice = reinstall_command(install, build.backends, gpus, build.llama_cpp_python)
     try:
         models = len(Registry(settings).all())
     except Exception as exc:  # a broken registry is something doctor must report, not die on
@@ -46,6 +47,7 @@ def collect(settings: Settings) -> dict:
         "localllm": __version__,
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "install": install.kind,
         "llama_cpp_python": build.llama_cpp_python,
         "backends": build.backends,
         "gpu_offload": build.gpu_offload,

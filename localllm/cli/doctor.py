@@ -51,6 +51,13 @@ def doctor(model, ctx, gpu_layers, as_json):
         click.echo(f"({advice['note']})")
 
 
+_INSTALL_KINDS = {
+    "pipx": "pipx (its own environment)",
+    "pip": "pip (a Python environment)",
+    "binary": "single-file executable",
+}
+
+
 def _print_report(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -65,6 +72,7 @@ def _print_report(r: dict) -> None:
     )
     rows = [
         ("localllm", f"{r['localllm']} (Python {r['python']}, {r['platform']})"),
+        ("installed as", _INSTALL_KINDS.get(r["install"], r["install"])),
         ("llama-cpp-python", r["llama_cpp_python"]),
         ("backends", backends),
         ("GPU offload", "yes" if r["gpu_offload"] else "no (CPU-only build)"),
