@@ -124,5 +124,6 @@ def test_gpu_layers_is_accepted_by_run_and_reported_in_stats(starter_home):
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(proc.stderr.strip().splitlines()[-1])
     assert stats["n_gpu_layers"] == 0 and stats["backend"] == "CPU"
+    assert stats["gpu_plan"]  # why: no GPU backend here, or the fit on a GPU machine
     bad = run_cli("run", "--gpu-layers", "-2", "hi", home=starter_home)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

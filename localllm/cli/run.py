@@ -35,7 +35,8 @@ def _print_stats(resolved, engine, stats, prompt_tokens=None) -> None:
     report.update(stats.as_dict())
     report.update(
         n_ctx=engine.n_ctx, n_threads=engine.plan.n_threads,
-        n_gpu_layers=engine.plan.n_gpu_layers, load_s=round(engine.load_s, 3),
+        n_gpu_layers=engine.plan.n_gpu_layers, gpu_plan=engine.plan.offload_reason,
+        load_s=round(engine.load_s, 3),
     )  # fmt: skip
     click.echo(json.dumps(report), err=True)
 

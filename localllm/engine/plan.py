@@ -1,8 +1,9 @@
 """Choose how to load a model: context size, threads, GPU layers, flash attention.
 
 Pure arithmetic over the GGUF header and the machine's free memory, so it is
-easy to test and to explain (`doctor` and `--stats` show the notes). It does
-not load anything.
+easy to test and to explain (`doctor` and `--stats` show the notes). GPU
+layers are engine/offload.py's decision; this module feeds it the context.
+It does not load anything.
 """
 
 from __future__ import annotations
