@@ -20,6 +20,7 @@ def test_the_installed_package_carries_its_data_files():
 
     package = resources.files("localllm")
     assert package.joinpath("tui/app.tcss").is_file()
+    assert resources.files("quantize").joinpath("data/heldout_en.txt").is_file()  # --report's text
     from localllm.catalog import load_catalog
 
     assert "smollm2-135m" in load_catalog()

@@ -27,7 +27,11 @@ COMMANDS = {
     "rm": ("localllm.cli.models", "rm", "Remove a stored model."),
     "import": ("localllm.cli.models", "import_model", "Register a local .gguf file."),
     "search": ("localllm.cli.models", "search", "Search the catalogue and the hub."),
-    "quantize": ("localllm.cli.quantize", "quantize", "Convert or requantize a model to GGUF."),
+    "quantize": (
+        "localllm.cli.quantize",
+        "quantize",
+        "Convert a checkpoint to GGUF, or requantize one.",
+    ),
     "eval": ("localllm.cli.quantize", "evaluate_model", "Perplexity and KL divergence of a model."),
     "history": ("localllm.cli.history", "history", "List, show, export and import conversations."),
     "bench": ("localllm.cli.bench", "bench", "Measure prefill and decode speed."),
