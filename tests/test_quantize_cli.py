@@ -65,6 +65,9 @@ def test_report_stores_quality_figures_in_the_output(smol_checkpoint, fresh_home
     assert stored == pytest.approx(report["perplexity"], rel=1e-6)
     assert fields["localllm.quality.text"].contents() == "heldout_en.txt"
     assert fields["general.quantized_by"].contents() == "localllm"
+    shown = json.loads(run_cli("show", result["name"], "--json", home=fresh_home).stdout)
+    assert shown["quality"]["perplexity"] == pytest.approx(report["perplexity"], rel=1e-6)
+    assert shown["quality"]["top1_agreement"] == pytest.approx(report["top1_agreement"])
     assert not list(fresh_home.rglob(".*.partial"))  # the 16-bit reference is gone too
 
 

@@ -165,6 +165,17 @@ def show(model, as_json):
     _print_show(report)
 
 
+def _quality_line(q: dict) -> str:
+    line = f"perplexity {q.get('perplexity', 0):.3f} on {q.get('text', 'the held-out text')}"
+    if q.get("reference_perplexity"):
+        change = (q["perplexity"] / q["reference_perplexity"] - 1) * 100
+        line += (
+            f" ({change:+.2f} % vs 16-bit), KL {q.get('kl_divergence_mean', 0):.4f}, "
+            f"same top token {q.get('top1_agreement', 0) * 100:.1f} %"
+        )
+    return line
+
+
 def _print_show(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -181,6 +192,8 @@ def _print_show(r: dict) -> None:
                     f"{human_bytes(est['total'])} (weights {human_bytes(est['weights'])}, "
                     f"KV {human_bytes(est['kv_cache'])}): {verdict} in {est['device']}",
                 )
+        elif key == "quality":
+            table.add_row("quality", _quality_line(value))
         elif key == "tensor_types":
             table.add_row("tensor types", ", ".join(f"{k} x{v}" for k, v in value.items()))
         elif key in ("size", "weights_bytes"):

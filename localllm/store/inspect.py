@@ -48,6 +48,9 @@ def memory_table(info, contexts=(2048, 8192)) -> list[dict]:
     return rows
 
 
+QUALITY_PREFIX = "localllm.quality."
+
+
 def describe(settings: Settings, ref: str) -> dict:
     """Facts about a stored model, a .gguf path, or (not downloaded) a catalogue entry."""
     entry = find_local(settings, ref)
@@ -76,7 +79,15 @@ def describe(settings: Settings, ref: str) -> dict:
         context_length=info.context_length,
         chat_template=bool(info.chat_template),
         license=info.get("general.license") or (spec.license if spec else None),
+        quantized_by=info.get("general.quantized_by"),
     )
+    quality = {
+        k.removeprefix(QUALITY_PREFIX): v
+        for k, v in info.metadata.items()
+        if k.startswith(QUALITY_PREFIX)
+    }
+    if quality:
+        report["quality"] = quality  # written by `localllm quantize --report`
     if spec is not None:
         report.update({k: v for k, v in _catalog_facts(spec).items() if k not in report})
     report["memory"] = memory_table(info)

@@ -9,6 +9,7 @@ tokens.
 from __future__ import annotations
 
 import threading
+import time
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -30,6 +31,27 @@ from localllm.tui.widgets.status_bar import StatusBar
 from localllm.tui.widgets.transcript import AnswerMessage, Transcript
 
 FLUSH_EVERY_S = 0.25
+POST_EVERY_S = 0.05  # the worker hands text over in batches: one loop wake-up per batch
+
+
+class _TokenBatch:
+    """Collects streamed text in the worker thread and posts it a few times a second."""
+
+    def __init__(self, post):
+        self._post = post
+        self._parts: list[str] = []
+        self._last = time.monotonic()
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+        if time.monotonic() - self._last >= POST_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self._post(AnswerChunk("".join(self._parts)))
+            self._parts.clear()
+        self._last = time.monotonic()
 
 
 class ChatScreen(Screen):
@@ -137,10 +159,13 @@ class ChatScreen(Screen):
                 events = session.edit_last(text, self.cancel)
             else:
                 events = session.regenerate(self.cancel)
+            batch = _TokenBatch(self.post_message)
             for event in events:
                 if isinstance(event, Token):
-                    self.post_message(AnswerChunk(event.text))
-                elif isinstance(event, ContextNotice):
+                    batch.add(event.text)
+                    continue
+                batch.flush()  # text first, so notices and the end arrive in order
+                if isinstance(event, ContextNotice):
                     self.post_message(ContextNoticed(event.event.text))
                 elif isinstance(event, Retracted):
                     self.post_message(AnswerRetracted(event.reason))
