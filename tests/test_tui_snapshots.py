@@ -84,3 +84,13 @@ def test_model_picker(snap_compare, tmp_path, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_help_screen(snap_compare, tmp_path, size):
     assert snap_compare(build_app(tmp_path), terminal_size=size, run_before=_pressing("f1"))
+
+
+def test_main_screen_in_the_light_theme(snap_compare, tmp_path):
+    """The same screen under Textual's light theme: every colour comes from theme variables."""
+
+    async def light(pilot):
+        pilot.app.theme = "textual-light"
+        await _converse(pilot)
+
+    assert snap_compare(build_app(tmp_path), terminal_size=(80, 24), run_before=light)
