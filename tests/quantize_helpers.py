@@ -108,8 +108,11 @@ def tiny_tensors(family: str, config: dict) -> dict[str, tuple[int, ...]]:
         if family == "qwen2":
             shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
                        p + "self_attn.v_proj.bias": (kv,)}  # fmt: skip
-        if family == "qwen3":
+        if family in ("qwen3", "gemma3"):
             shapes |= {p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)}
+        if family == "gemma3":
+            shapes |= {p + "pre_feedforward_layernorm.weight": (h,),
+                       p + "post_feedforward_layernorm.weight": (h,)}  # fmt: skip
     return shapes
 
 
@@ -117,6 +120,7 @@ FAMILIES = {
     "qwen2": ("Qwen2ForCausalLM", "qwen2", {}),
     "qwen3": ("Qwen3ForCausalLM", "qwen2", {"head_dim": 32}),
     "phi3": ("Phi3ForCausalLM", "gpt-2", {}),
+    "gemma3": ("Gemma3ForCausalLM", "gpt-2", {"head_dim": 16, "sliding_window": 64}),
 }
 
 
@@ -126,20 +130,53 @@ def write_tiny_checkpoint(folder: Path, family: str, seed: int = 0) -> dict[str,
     config = {**TINY, **extra, "architectures": [architecture], "model_type": family,
               "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
+    _write_tensors(folder, tiny_tensors(family, config), seed)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "tokenizer.json").write_text(json.dumps(tiny_tokenizer(pre)))
     (folder / "tokenizer_config.json").write_text(
         json.dumps({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"})
     )
+    return _values(tiny_tensors(family, config), seed)
+
+
+def _values(shapes: dict, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shapes = tiny_tensors(family, config)
-    values = {
+    return {
         name: (np.ones(shape) if "norm" in name else rng.normal(0, 0.05, shape)).astype(np.float32)
         for name, shape in shapes.items()
     }
+
+
+def _write_tensors(folder: Path, shapes: dict, seed: int, rename=lambda n: n) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    values = _values(shapes, seed)
     writer = SafetensorsWriter(folder / "model.safetensors",
-                               {n: ("BF16", s) for n, s in shapes.items()})  # fmt: skip
+                               {rename(n): ("BF16", s) for n, s in shapes.items()})  # fmt: skip
     for name, array in values.items():
-        writer.write(name, array)
+        writer.write(rename(name), array)
     writer.close()
-    return values
+
+
+def write_tiny_gemma3_multimodal(folder: Path) -> None:
+    """Gemma 3 as the 4B+ checkpoints ship it: a text model nested beside a vision tower."""
+    write_tiny_checkpoint(folder, "gemma3")
+    text = json.loads((folder / "config.json").read_text())
+    shapes = tiny_tensors("gemma3", text)
+    shapes |= {"vision_tower.vision_model.embeddings.patch_embedding.weight": (32, 3, 4, 4),
+               "multi_modal_projector.mm_input_projection_weight": (32, 64)}  # fmt: skip
+
+    def rename(name: str) -> str:
+        if name.startswith("model."):
+            return "language_model." + name
+        return "language_model." + name if name == "lm_head.weight" else name
+
+    _write_tensors(folder, shapes, 0, rename)
+    vision = {"model_type": "siglip_vision_model", "hidden_size": 32}
+    config = {
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "text_config": {**text, "model_type": "gemma3_text"},
+        "vision_config": vision,
+    }
+    del config["text_config"]["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))

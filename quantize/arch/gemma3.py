@@ -8,6 +8,7 @@ attention layers; llama.cpp derives the pattern, it needs only the window.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import gguf
@@ -65,3 +66,32 @@ class Gemma3(Architecture):
             rope_local_base_freq=10000.0,
         )
         return config
+
+
+@register
+class Gemma3Multimodal(Gemma3):
+    """Gemma 3 4B and larger as published: the text model nested beside a vision tower.
+
+    Only the text model is converted (llama.cpp keeps the vision projector in a
+    separate mmproj file); its config is `text_config` and its tensors carry a
+    `language_model.` prefix, which is dropped.
+    """
+
+    hf_architectures = ("Gemma3ForConditionalGeneration",)
+    VISION = re.compile(r"^(model\.)?(vision_tower|multi_modal_projector)\.")
+    # Gemma 3's vocabulary with its image tokens, when text_config does not say.
+    DEFAULT_VOCAB = 262208
+
+    def __init__(self, config: dict):
+        text = dict(config.get("text_config") or {})
+        text.setdefault("vocab_size", config.get("vocab_size", self.DEFAULT_VOCAB))
+        text["architectures"] = config.get("architectures")
+        super().__init__(text)
+
+    def gguf_tensor_name(self, hf_name: str) -> str | None:
+        if self.VISION.match(hf_name):
+            return None
+        for prefix in ("language_model.model.", "model.language_model."):
+            if hf_name.startswith(prefix):
+                hf_name = "model." + hf_name.removeprefix(prefix)
+        return super().gguf_tensor_name(hf_name.removeprefix("language_model."))
