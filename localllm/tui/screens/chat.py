@@ -30,21 +30,23 @@ from localllm.tui.widgets.sidebar import Sidebar
 from localllm.tui.widgets.status_bar import StatusBar
 from localllm.tui.widgets.transcript import AnswerMessage, Transcript
 
-FLUSH_EVERY_S = 0.25
-POST_EVERY_S = 0.05  # the worker hands text over in batches: one loop wake-up per batch
+# Streamed text is handed to the UI a few times a second, not per token: each hand-over
+# wakes the UI thread and re-renders Markdown, and on a small machine every wake-up
+# preempts one of llama.cpp's threads (which then wait for each other).
+DRAW_EVERY_S = 0.25
 
 
 class _TokenBatch:
-    """Collects streamed text in the worker thread and posts it a few times a second."""
+    """Collects streamed text in the worker thread; the first piece goes at once."""
 
     def __init__(self, post):
         self._post = post
         self._parts: list[str] = []
-        self._last = time.monotonic()
+        self._last = float("-inf")
 
     def add(self, text: str) -> None:
         self._parts.append(text)
-        if time.monotonic() - self._last >= POST_EVERY_S:
+        if time.monotonic() - self._last >= DRAW_EVERY_S:
             self.flush()
 
     def flush(self) -> None:
@@ -71,7 +73,6 @@ class ChatScreen(Screen):
         self.cancel = threading.Event()
         self.answer: AnswerMessage | None = None
         self.editing = False
-        self._pending: list[str] = []  # streamed text not yet drawn
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -84,16 +85,7 @@ class ChatScreen(Screen):
 
     async def on_mount(self) -> None:
         self.query_one(PromptInput).focus()
-        # Streamed text is drawn in batches: re-rendering Markdown for every token would
-        # take the CPU the model needs and make typing lag.
-        self.set_interval(FLUSH_EVERY_S, self._flush)
         await self.show_conversation()
-
-    async def _flush(self) -> None:
-        if self._pending and self.answer is not None and not self.cancel.is_set():
-            text, self._pending = "".join(self._pending), []
-            await self.answer.append_text(text)
-            self.query_one(Transcript).follow()
 
     # -- showing state -----------------------------------------------------------
 
@@ -140,7 +132,6 @@ class ChatScreen(Screen):
 
     async def _start_answer(self) -> None:
         self.cancel.clear()
-        self._pending.clear()
         self.answer = await self.query_one(Transcript).add_answer()
         self.query_one(StatusBar).busy = True
 
@@ -176,12 +167,12 @@ class ChatScreen(Screen):
         except Exception as exc:  # the app must survive a failed turn (e.g. out of memory)
             self.post_message(GenerationFailed(f"{exc.__class__.__name__}: {exc}"))
 
-    def on_answer_chunk(self, message: AnswerChunk) -> None:
+    async def on_answer_chunk(self, message: AnswerChunk) -> None:
         if self.answer is not None and not self.cancel.is_set():
-            self._pending.append(message.text)
+            await self.answer.append_text(message.text)
+            self.query_one(Transcript).follow()
 
     async def on_answer_retracted(self, message: AnswerRetracted) -> None:
-        self._pending.clear()
         if self.answer is not None:
             await self.answer.replace("")
         self.notify(message.reason, severity="warning")
@@ -195,7 +186,6 @@ class ChatScreen(Screen):
 
     async def on_answer_finished(self, message: AnswerFinished) -> None:
         done = message.done
-        self._pending.clear()  # the stored message below is the whole answer
         if self.answer is not None:
             if done.withheld or self.answer.text != done.message.content:
                 await self.answer.replace(done.message.content)
