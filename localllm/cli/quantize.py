@@ -142,7 +142,8 @@ def quantize(src, out_type, out, name, report, force, as_json, quiet):
                 verbose=settings.debug,
             )  # fmt: skip
             for warning in caught:
-                progress.message(f"warning: {warning.message}")
+                if warning.category is UserWarning:  # ours; not libraries' deprecations
+                    progress.message(f"warning: {warning.message}")
             figures = _run_report(path, result.reference, progress) if report else None
         if register:
             _register(settings, path, register, progress)
