@@ -89,6 +89,7 @@ def _run_report(path: Path, reference: Path, progress) -> dict:
 
     report = evaluate(path, heldout_text(), reference, progress=progress)
     keys = report.metadata() | {"localllm.quality.text": HELDOUT_NAME}
+    progress.message(f"storing the quality figures in {path.name}")
     add_metadata(path, keys)
     return report.to_dict()
 
