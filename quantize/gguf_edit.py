@@ -16,11 +16,6 @@ from quantize.files import atomic_output
 V = gguf.GGUFValueType
 
 
-def read_metadata(path: Path) -> dict:
-    reader = gguf.GGUFReader(path)
-    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
-
-
 def _add_value(writer: gguf.GGUFWriter, key: str, value) -> None:
     if isinstance(value, bool):
         writer.add_bool(key, value)

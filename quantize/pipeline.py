@@ -44,19 +44,18 @@ def _estimate(size_16bit: int, out: OutputType) -> int:
     return int(size_16bit * out.bits_per_weight / 16) + 32 * 1024**2
 
 
-def _sixteen_bit_for(folder: Path) -> OutputType:
+def _sixteen_bit_for(dtypes: set[str]) -> OutputType:
     """bf16 keeps a bf16 checkpoint exact; f16 keeps f16/f32 ones exact (or nearly)."""
-    dtypes = open_checkpoint(folder).source_dtypes()
     return OUTPUT_TYPES["bf16" if dtypes == {"BF16"} else "f16"]
 
 
-def _from_checkpoint(folder, out_path, out, card, progress, reference, verbose) -> Path | None:
+def _from_checkpoint(folder, dtypes, out_path, out, card, progress, reference, verbose):
+    sixteen = _sixteen_bit_for(dtypes)
     if out.numpy_type is not None:
         convert_checkpoint(folder, out_path, out, card, progress)
         if reference is not None:
-            convert_checkpoint(folder, reference, _sixteen_bit_for(folder), card, progress)
+            convert_checkpoint(folder, reference, sixteen, card, progress)
         return reference
-    sixteen = _sixteen_bit_for(folder)
     with scratch_file(out_path, ".16bit") as scratch:
         intermediate = reference or scratch
         convert_checkpoint(folder, intermediate, sixteen, card, progress)
@@ -100,8 +99,11 @@ def quantize(
     progress = progress or NoProgress()
     started = time.perf_counter()
     if source.is_dir():
-        input_bytes = open_checkpoint(source).input_bytes
-        ref = _from_checkpoint(source, out_path, out, card, progress, reference, verbose)
+        ckpt = open_checkpoint(source)
+        input_bytes = ckpt.input_bytes
+        ref = _from_checkpoint(
+            source, ckpt.source_dtypes(), out_path, out, card, progress, reference, verbose
+        )
     else:
         input_bytes = source.stat().st_size
         ref = _from_gguf(source, out_path, out, progress, verbose)

@@ -44,8 +44,8 @@ def test_random_checkpoint_converts_loads_and_generates(family, kind, tmp_path):
     arch = fields["general.architecture"].contents()
     assert arch == family  # the GGUF architecture name matches
     assert fields[f"{arch}.block_count"].contents() == 2
-    text, count = generate(path, "the tin cup", n=8)
-    assert count >= 1 and isinstance(text, str)
+    _, count = generate(path, "the tin cup", n=8)
+    assert count >= 1
     scorer = TokenScorer(path, 64)
     try:
         logprobs = scorer.logprobs(scorer.tokenize("the heater is on"))

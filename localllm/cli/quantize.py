@@ -12,8 +12,9 @@ import click
 
 from localllm.cli.common import quiet_option
 from localllm.cli.formatting import human_bytes
+from quantize.formats import OUTPUT_TYPES
 
-TYPES = ["q4_k_m", "q5_k_m", "q6_k", "q8_0", "q4_0", "f16", "bf16"]
+TYPE_CHOICE = click.Choice(list(OUTPUT_TYPES), case_sensitive=False)
 QUANT_SUFFIX = re.compile(r"[-_.](f16|bf16|f32|q\d(_k)?(_[a-z0-9]+)?|iq\d\w*)$", re.I)
 
 
@@ -74,12 +75,13 @@ def _register(settings, path: Path, name: str, progress) -> None:
     from localllm.store.manage import import_model, remove_model
     from localllm.store.registry import Registry
 
-    if Registry(settings).get(name) is not None:
-        previous = Registry(settings).get(name)
+    registry = Registry(settings)
+    previous = registry.get(name)
+    if previous is not None:
         if Path(previous.path).resolve() != path.resolve():
             remove_model(settings, name)
         else:
-            Registry(settings).remove(name)
+            registry.remove(name)
     import_model(settings, path, progress, name=name, link=True)
 
 
@@ -96,7 +98,7 @@ def _run_report(path: Path, reference: Path, progress) -> dict:
 
 @click.command()
 @click.argument("src")
-@click.option("-t", "--type", "out_type", type=click.Choice(TYPES, case_sensitive=False),
+@click.option("-t", "--type", "out_type", type=TYPE_CHOICE,
               required=True, help="Output type: K-quants via llama.cpp, the others written "
               "directly.")  # fmt: skip
 @click.option("-o", "--output", "out", default=None, metavar="OUT.gguf",
