@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +103,21 @@ async def _stream_in_app(app) -> None:
         await app.workers.wait_for_complete()
 
 
+def _on_fresh_thread(fn):
+    """Run fn on a new thread, as the app runs each answer on a new worker thread.
+
+    llama.cpp's OpenMP build keeps one team of helper threads per calling thread; while
+    two teams exist (say the main thread's and a worker's) libgomp shortens how long
+    they spin at each barrier and decoding slows by 10-20 % here. So the bare loop
+    must not run on the main thread while the app decodes on workers.
+    """
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
 def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int) -> list[tuple[float, float]]:
     """(UI decode tok/s, bare decode tok/s) pairs, alternating which side runs first.
 
@@ -117,10 +133,13 @@ def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int) -> list[t
                 defaults=ChatParams(temperature=0.0, max_tokens=n_tokens),
             )  # fmt: skip
             if i % 2:
-                bare_first = bare_round(engine, prompt, n_tokens).decode_tps
+                bare_first = _on_fresh_thread(lambda: bare_round(engine, prompt, n_tokens))
+                bare_first = bare_first.decode_tps
             asyncio.run(_stream_in_app(make_app(controller)))
             answer = controller.session.conv.messages[-1]
-            bare = bare_round(engine, prompt, answer.completion_tokens).decode_tps
+            bare = _on_fresh_thread(
+                lambda n=answer.completion_tokens: bare_round(engine, prompt, n)
+            ).decode_tps
             if i % 2:
                 bare = (bare + bare_first) / 2
         pairs.append((answer.decode_tps or 0.0, bare))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from localllm.chat.conversation import ChatParams
+from localllm.chat.conversation import ChatParams, Conversation, Message
 from localllm.chat.history import History
 from localllm.tui.app import make_app
 from localllm.tui.controller import ChatController
 from localllm.tui.screens.model_picker import ModelChoice, ModelPicker
 from localllm.tui.widgets.prompt_input import PromptInput
-from localllm.tui.widgets.transcript import AnswerMessage, Transcript
+from localllm.tui.widgets.transcript import (
+    WINDOW,
+    AnswerMessage,
+    EarlierMessages,
+    Transcript,
+    UserMessage,
+)
 
 CAPITAL = "Which city is the capital of France?"
 pytestmark = pytest.mark.anyio
@@ -124,7 +130,10 @@ async def test_typing_stays_responsive_while_an_answer_streams(chat):
         prompt = app.screen.query_one(PromptInput)
         await pilot.press(*"hello")
         assert prompt.text == "hello"
-        await pilot.pause(0.3)
+        for _ in range(100):  # redraws are paced (up to a second apart on a busy machine)
+            await pilot.pause(0.05)
+            if len(answers(app)[0].text) > before:
+                break
         assert len(answers(app)[0].text) > before  # and kept coming while we typed
         await pilot.press("escape")
         await app.workers.wait_for_complete()
@@ -153,3 +162,92 @@ async def test_the_command_palette_opens_the_model_picker(chat):
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert isinstance(app.screen, ModelPicker)
+
+
+def long_conversation(turns: int) -> Conversation:
+    conv = Conversation(model="smollm2-135m:q4_1", params=ChatParams(temperature=0.0, max_tokens=8))
+    for i in range(turns):
+        conv.messages.append(Message("user", f"question number {i}"))
+        conv.messages.append(Message("assistant", f"answer {i}"))
+    return conv
+
+
+async def until(pilot, condition, seconds: float = 10.0) -> None:
+    """Let the app run until condition() holds (layout and scrolling take a few frames)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+
+
+def shown_texts(app) -> list[str]:
+    return [w.text for w in app.screen.query_one(Transcript).messages]
+
+
+async def test_a_long_conversation_shows_the_newest_and_the_rest_on_request(engine, tmp_path):
+    controller = ChatController(
+        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
+        conversation=long_conversation(40),
+    )  # fmt: skip
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        transcript = app.screen.query_one(Transcript)
+        texts = shown_texts(app)
+        assert len(texts) == WINDOW and texts[0] == "question number 28"
+        assert texts[-1] == "answer 39"
+        marker = transcript.query_one(EarlierMessages)
+        assert "56 earlier messages" in str(marker.render())
+        assert transcript.scroll_y == transcript.max_scroll_y  # the newest text is in view
+
+        transcript.scroll_home(animate=False)  # the reader scrolls to the top
+        await until(pilot, lambda: len(shown_texts(app)) > WINDOW and transcript.scroll_y > 0)
+        texts = shown_texts(app)
+        assert len(texts) == 2 * WINDOW and texts[0] == "question number 16"
+        assert "32 earlier messages" in str(marker.render())
+        # the view stays on what the reader was looking at, not on the new top
+        top_row = transcript.scroll_y
+        assert top_row > 0
+        first_before = next(w for w in transcript.messages if w.text == "question number 28")
+        assert abs(first_before.virtual_region.y - top_row) <= 2
+
+        for _ in range(2):  # and again: 24 more, then the last 8
+            before = len(shown_texts(app))
+            transcript.scroll_home(animate=False)
+            await until(pilot, lambda n=before: len(shown_texts(app)) > n and transcript.scroll_y)
+        assert shown_texts(app)[0] == "question number 0"
+        assert not transcript.query(EarlierMessages)
+
+
+async def test_clicking_the_marker_shows_earlier_messages(engine, tmp_path):
+    controller = ChatController(
+        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
+        conversation=long_conversation(20),
+    )  # fmt: skip
+    app = make_app(controller)
+    async with app.run_test(size=(100, 80)) as pilot:  # tall enough that nothing scrolls
+        await pilot.pause()
+        assert shown_texts(app)[0] == "question number 8"
+        await pilot.click(EarlierMessages)
+        await until(pilot, lambda: shown_texts(app)[0] == "question number 0")
+        assert shown_texts(app)[0] == "question number 0"
+        assert len(shown_texts(app)) == 40
+
+
+async def test_a_growing_session_keeps_a_bounded_number_of_widgets(engine, tmp_path):
+    controller = ChatController(
+        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
+        conversation=long_conversation(WINDOW // 2),
+    )  # fmt: skip
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for i in range(6):
+            await ask(app, pilot, f"Say the number {i}.")
+            await wait_for_answer(app, pilot)
+        transcript = app.screen.query_one(Transcript)
+        shown = transcript.messages
+        assert WINDOW <= len(shown) <= WINDOW + 8 < len(controller.session.conv.messages)
+        assert isinstance(shown[-2], UserMessage) and shown[-2].text == "Say the number 5."
+        assert shown[-1].text.strip() == controller.session.conv.messages[-1].content
+        hidden = len(controller.session.conv.messages) - len(shown)
+        assert f"{hidden} earlier messages" in str(transcript.query_one(EarlierMessages).render())

@@ -44,6 +44,14 @@ class ChatController:
         return getattr(self.engine, "backend", "CPU")
 
     @property
+    def compute_threads(self) -> int:
+        """CPU threads llama.cpp keeps busy while it generates (one when a GPU does the work)."""
+        plan = getattr(self.engine, "plan", None)
+        if plan is None:
+            return 1
+        return plan.n_threads if plan.n_gpu_layers == 0 else 1
+
+    @property
     def window(self) -> int:
         return self.engine.n_ctx
 

@@ -8,6 +8,7 @@ tokens.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -25,28 +26,29 @@ from localllm.tui.messages import (
     ContextNoticed,
     GenerationFailed,
 )
+from localllm.tui.pacing import DrawPacer, ui_cpu_budget
 from localllm.tui.widgets.prompt_input import PromptInput
 from localllm.tui.widgets.sidebar import Sidebar
 from localllm.tui.widgets.status_bar import StatusBar
-from localllm.tui.widgets.transcript import AnswerMessage, Transcript
-
-# Streamed text is handed to the UI a few times a second, not per token: each hand-over
-# wakes the UI thread and re-renders Markdown, and on a small machine every wake-up
-# preempts one of llama.cpp's threads (which then wait for each other).
-DRAW_EVERY_S = 0.25
+from localllm.tui.widgets.transcript import AnswerMessage, Entry, Transcript
 
 
 class _TokenBatch:
-    """Collects streamed text in the worker thread; the first piece goes at once."""
+    """Collects streamed text in the worker thread and hands it over at the pacer's rate.
 
-    def __init__(self, post):
+    The first piece goes at once (the answer has started); after that each hand-over
+    is one redraw, spaced by DrawPacer so the UI does not slow the model down.
+    """
+
+    def __init__(self, post, interval):
         self._post = post
+        self._interval = interval  # () -> seconds between hand-overs
         self._parts: list[str] = []
         self._last = float("-inf")
 
     def add(self, text: str) -> None:
         self._parts.append(text)
-        if time.monotonic() - self._last >= DRAW_EVERY_S:
+        if time.monotonic() - self._last >= self._interval():
             self.flush()
 
     def flush(self) -> None:
@@ -73,6 +75,7 @@ class ChatScreen(Screen):
         self.cancel = threading.Event()
         self.answer: AnswerMessage | None = None
         self.editing = False
+        self.pacer = DrawPacer()
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -90,13 +93,8 @@ class ChatScreen(Screen):
     # -- showing state -----------------------------------------------------------
 
     async def show_conversation(self) -> None:
-        transcript = self.query_one(Transcript)
-        await transcript.remove_children()
-        for message in self.controller.session.conv.messages:
-            if message.role == "user":
-                await transcript.add_user(message.content)
-            else:
-                await transcript.add_answer(message.content, message.note)
+        entries = [Entry(m.role, m.content, m.note) for m in self.controller.session.conv.messages]
+        await self.query_one(Transcript).show(entries)
         self.refresh_sidebar()
         self.refresh_status()
 
@@ -116,6 +114,11 @@ class ChatScreen(Screen):
     def busy(self) -> bool:
         return self.query_one(StatusBar).busy
 
+    def _set_busy(self, busy: bool) -> None:
+        self.query_one(StatusBar).busy = busy
+        # A blinking cursor is two redraws a second of CPU the model could use.
+        self.query_one(PromptInput).cursor_blink = not busy
+
     # -- sending -----------------------------------------------------------------
 
     @on(PromptInput.Submitted)
@@ -132,8 +135,9 @@ class ChatScreen(Screen):
 
     async def _start_answer(self) -> None:
         self.cancel.clear()
+        self.pacer.restart(ui_cpu_budget(self.controller.compute_threads, os.cpu_count() or 1))
         self.answer = await self.query_one(Transcript).add_answer()
-        self.query_one(StatusBar).busy = True
+        self._set_busy(True)
 
     @work(thread=True, exclusive=True, group="generate")
     def generate(self, how: str, text: str | None = None) -> None:
@@ -150,7 +154,7 @@ class ChatScreen(Screen):
                 events = session.edit_last(text, self.cancel)
             else:
                 events = session.regenerate(self.cancel)
-            batch = _TokenBatch(self.post_message)
+            batch = _TokenBatch(self.post_message, lambda: self.pacer.interval)
             for event in events:
                 if isinstance(event, Token):
                     batch.add(event.text)
@@ -168,6 +172,7 @@ class ChatScreen(Screen):
             self.post_message(GenerationFailed(f"{exc.__class__.__name__}: {exc}"))
 
     async def on_answer_chunk(self, message: AnswerChunk) -> None:
+        self.pacer.drawn(time.thread_time(), time.monotonic())
         if self.answer is not None and not self.cancel.is_set():
             await self.answer.append_text(message.text)
             self.query_one(Transcript).follow()
@@ -191,15 +196,16 @@ class ChatScreen(Screen):
                 await self.answer.replace(done.message.content)
             await self.answer.finish(done.message.note)
         self.answer = None
-        self.query_one(StatusBar).busy = False
+        self._set_busy(False)
         self.refresh_status(done.stats.decode_tps)
         self.refresh_sidebar()
+        await self.query_one(Transcript).trim()
 
     async def on_generation_failed(self, message: GenerationFailed) -> None:
         if self.answer is not None:
             await self.answer.remove()
             self.answer = None
-        self.query_one(StatusBar).busy = False
+        self._set_busy(False)
         self.notify(message.error, title="could not answer", severity="error", timeout=10)
 
     # -- actions -----------------------------------------------------------------
@@ -219,7 +225,7 @@ class ChatScreen(Screen):
 
     async def _remove_last_turn_widgets(self, include_user: bool) -> None:
         transcript = self.query_one(Transcript)
-        children = list(transcript.children)
+        children = transcript.messages
         while children and isinstance(children[-1], AnswerMessage):
             await children.pop().remove()
         if include_user and children:
