@@ -12,6 +12,9 @@ measured with no answer streaming, is the harness's cost, not the app's).
 Decode speed: rounds alternate the app streaming a greedy answer and
 llama.cpp's bare C loop (`localllm bench`'s) decoding the same number of
 tokens from the same chat prompt; the median of the paired ratios is reported.
+As in `localllm chat`, the model runs in a child process (engine/remote.py);
+the bare loop runs there too, on the thread that serves the app's requests,
+so both sides decode with the same llama.cpp threads.
 
     python benchmarks/tui_latency.py [MODEL]
 """
@@ -23,7 +26,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from localllm.chat.conversation import ChatParams
 from localllm.chat.history import History
 from localllm.config import Settings
 from localllm.engine.bench import bare_round
-from localllm.engine.llama import load_engine
+from localllm.engine.remote import RemoteEngine
 from localllm.store.resolve import resolve_model
 from localllm.tui.app import make_app
 from localllm.tui.controller import ChatController
@@ -96,35 +98,23 @@ def _summary(latencies: list[float]) -> dict:
     }
 
 
-async def _stream_in_app(app) -> None:
+async def _stream_in_app(app) -> float:
+    """Stream one answer; returns the redraw interval the pacer settled on."""
     async with app.run_test(size=(100, 30)) as pilot:
         app.screen.query_one(PromptInput).insert(STORY)
         await pilot.press("enter")
         await app.workers.wait_for_complete()
+        return app.chat.pacer.interval
 
 
-def _on_fresh_thread(fn):
-    """Run fn on a new thread, as the app runs each answer on a new worker thread.
-
-    llama.cpp's OpenMP build keeps one team of helper threads per calling thread; while
-    two teams exist (say the main thread's and a worker's) libgomp shortens how long
-    they spin at each barrier and decoding slows by 10-20 % here. So the bare loop
-    must not run on the main thread while the app decodes on workers.
-    """
-    result = []
-    thread = threading.Thread(target=lambda: result.append(fn()))
-    thread.start()
-    thread.join()
-    return result[0]
-
-
-def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int) -> list[tuple[float, float]]:
-    """(UI decode tok/s, bare decode tok/s) pairs, alternating which side runs first.
+def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int):
+    """(UI decode tok/s, bare decode tok/s) pairs, alternating which side runs first, and
+    the redraw interval the app settled on in each round.
 
     Both sides decode greedily from the same chat prompt for the same number of tokens
     (the UI's answer length), so the ratio isolates what the app costs the model.
     """
-    pairs = []
+    pairs, intervals = [], []
     prompt = engine.chat_tokens([{"role": "user", "content": STORY}])
     for i in range(rounds):
         with tempfile.TemporaryDirectory() as scratch:
@@ -133,23 +123,20 @@ def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int) -> list[t
                 defaults=ChatParams(temperature=0.0, max_tokens=n_tokens),
             )  # fmt: skip
             if i % 2:
-                bare_first = _on_fresh_thread(lambda: bare_round(engine, prompt, n_tokens))
-                bare_first = bare_first.decode_tps
-            asyncio.run(_stream_in_app(make_app(controller)))
+                bare_first = engine.apply(bare_round, prompt, n_tokens).decode_tps
+            intervals.append(asyncio.run(_stream_in_app(make_app(controller))))
             answer = controller.session.conv.messages[-1]
-            bare = _on_fresh_thread(
-                lambda n=answer.completion_tokens: bare_round(engine, prompt, n)
-            ).decode_tps
+            bare = engine.apply(bare_round, prompt, answer.completion_tokens).decode_tps
             if i % 2:
                 bare = (bare + bare_first) / 2
         pairs.append((answer.decode_tps or 0.0, bare))
-    return pairs
+    return pairs, intervals
 
 
 def main() -> None:
     settings = Settings.from_env()
     model = resolve_model(settings, sys.argv[1] if len(sys.argv) > 1 else None)
-    engine = load_engine(model.path)
+    engine = RemoteEngine(model.path)  # as `localllm chat` runs it: the model in a child process
     with tempfile.TemporaryDirectory() as scratch:
         controller = ChatController(
             engine, model.name, History(Path(scratch) / "h.sqlite3"),
@@ -158,7 +145,7 @@ def main() -> None:
         runs, _ = asyncio.run(measure(make_app(controller), controller))
     for name, latencies in runs.items():
         print(json.dumps({"bench": "tui_key_latency", "case": name, **_summary(latencies)}))
-    pairs = decode_rounds(engine, model.name, rounds=6, n_tokens=300)
+    pairs, intervals = decode_rounds(engine, model.name, rounds=8, n_tokens=300)
     ratios = [ui / bare for ui, bare in pairs]
     print(json.dumps({
         "bench": "tui_decode", "rounds": len(pairs),
@@ -166,6 +153,7 @@ def main() -> None:
         "bare_decode_tps": [round(bare, 1) for _, bare in pairs],
         "median_ratio": round(statistics.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
+        "redraw_interval_s": [round(i, 2) for i in intervals],
     }))  # fmt: skip
 
 

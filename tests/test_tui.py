@@ -251,3 +251,23 @@ async def test_a_growing_session_keeps_a_bounded_number_of_widgets(engine, tmp_p
         assert shown[-1].text.strip() == controller.session.conv.messages[-1].content
         hidden = len(controller.session.conv.messages) - len(shown)
         assert f"{hidden} earlier messages" in str(transcript.query_one(EarlierMessages).render())
+
+
+async def test_the_sidebar_opens_and_deletes_stored_conversations(engine, tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    older = history.create(long_conversation(1))
+    controller = ChatController(engine, "smollm2-135m:q4_1", history, long_conversation(2))
+    history.create(controller.session.conv)
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        sidebar = app.screen.query_one("#sidebar")
+        assert sidebar.option_count == 2 and sidebar.highlighted_id == controller.session.conv.id
+        sidebar.focus()
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: controller.session.conv.id == older.id)
+        assert shown_texts(app) == ["question number 0", "answer 0"]
+        sidebar.focus()  # opening moved the focus to the message box
+        await pilot.press("delete")
+        await until(pilot, lambda: sidebar.option_count == 1)
+        assert older.id not in [c["id"] for c in history.list(10)]

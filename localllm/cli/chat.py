@@ -45,7 +45,9 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None) or chat_config.get("model")
-    resolved, engine = load_model(settings, wanted, ctx, progress, gpu_layers)
+    resolved, engine = load_model(
+        settings, wanted, ctx, progress, gpu_layers, in_child_process=True
+    )
     defaults = ChatParams(
         temperature=float(chat_config.get("temperature", 0.7)),
         max_tokens=int(chat_config.get("max_tokens", 512)),
@@ -59,7 +61,9 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
         controller.session.conv.system_prompt = chat_config["system_prompt"]
 
     def load(name: str):
-        loaded, new_engine = load_model(settings, name, ctx, SilentProgress(), gpu_layers)
+        loaded, new_engine = load_model(
+            settings, name, ctx, SilentProgress(), gpu_layers, in_child_process=True
+        )
         return loaded.name, new_engine
 
     def pull(name: str, reporter) -> None:
@@ -69,4 +73,7 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
         do_pull(settings, pull_target(settings, name), reporter)
 
     app = make_app(controller, models=lambda: model_choices(settings), load_model=load, pull=pull)
-    app.run()
+    try:
+        app.run()
+    finally:
+        controller.engine.close()  # the model's process ends with the app

@@ -47,12 +47,25 @@ def quiet_option(func):
 
 
 def load_model(
-    settings: Settings, model_ref: str | None, n_ctx: int | None, progress, gpu_layers=None
+    settings: Settings,
+    model_ref: str | None,
+    n_ctx: int | None,
+    progress,
+    gpu_layers=None,
+    *,
+    in_child_process: bool = False,
 ):
-    """Resolve (fetching if needed) and load a model; returns (resolved model, engine)."""
+    """Resolve (fetching if needed) and load a model; returns (resolved model, engine).
+
+    in_child_process loads it in a process of its own (engine/remote.py), for the chat
+    app, whose drawing would otherwise compete with generation for the GIL."""
     from localllm.engine import LoadOptions
-    from localllm.engine.llama import load_engine
     from localllm.store.resolve import mark_used, resolve_model
+
+    if in_child_process:
+        from localllm.engine.remote import load_remote_engine as load_engine
+    else:
+        from localllm.engine.llama import load_engine
 
     model = resolve_model(
         settings, model_ref, progress, show_pip_progress=getattr(progress, "bars", False)

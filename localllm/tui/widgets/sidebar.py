@@ -1,38 +1,38 @@
-"""Stored conversations: pick one to open it."""
+"""Stored conversations: pick one to open it.
+
+An OptionList draws its rows itself, one widget however many conversations
+there are; a ListView has a widget per row, and the whole screen's layout
+(redone on every streamed redraw) grew with the number of stored chats.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual.content import Content
 from textual.message import Message
-from textual.widgets import ListItem, ListView, Static
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
 
 
-class ConversationItem(ListItem):
-    def __init__(self, conversation_id: int, title: str):
-        super().__init__(Static(title or "(untitled)", markup=False))
-        self.conversation_id = conversation_id
-
-
-class Sidebar(ListView):
+class Sidebar(OptionList):
     @dataclass
     class Opened(Message):
         conversation_id: int
 
     def show_conversations(self, rows: list[dict], current: int | None) -> None:
-        self.clear()
-        for row in rows:
-            self.append(ConversationItem(row["id"], row["title"]))
-        for index, row in enumerate(rows):
-            if row["id"] == current:
-                self.index = index
+        self.clear_options()
+        self.add_options(
+            Option(Content(row["title"] or "(untitled)"), id=str(row["id"])) for row in rows
+        )
+        ids = [row["id"] for row in rows]
+        self.highlighted = ids.index(current) if current in ids else None
 
-    def on_list_view_selected(self, event: ListView.Selected) -> None:
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if isinstance(event.item, ConversationItem):
-            self.post_message(self.Opened(event.item.conversation_id))
+        self.post_message(self.Opened(int(event.option.id)))
 
     @property
     def highlighted_id(self) -> int | None:
-        item = self.highlighted_child
-        return item.conversation_id if isinstance(item, ConversationItem) else None
+        option = self.highlighted_option
+        return int(option.id) if option is not None else None
