@@ -32,6 +32,8 @@ from localllm.engine.stops import StopScanner
 from localllm.errors import LocalLLMError, ModelLoadError
 from localllm.gguf_meta import GGUFInfo, read_gguf_info
 
+REPEAT_WINDOW = 64  # tokens the repeat penalty looks back over (llama-cpp-python's default)
+
 
 class ContextOverflow(LocalLLMError, ValueError):
     """A prompt that leaves no room in the context window for an answer."""
@@ -74,6 +76,9 @@ class LlamaEngine:
         self._lib = llama_cpp
         self._vocab = llm._model.vocab
         self._lock = threading.Lock()
+        self._kv_tokens: list[int] = []  # what the KV cache holds, in order
+        self._pieces: dict[int, bytes] = {}  # token -> its bytes, looked up once
+        self._ends: dict[int, bool] = {}  # token -> whether it ends generation
         self.info = info
         self.plan = plan
         self.load_s = load_s
@@ -180,14 +185,66 @@ class LlamaEngine:
         """Forget the KV cache, so the next prompt is computed from scratch."""
         self._llm.reset()
         self._llm._ctx.kv_cache_clear()
+        self._kv_tokens = []
 
-    def _cached_prefix(self, prompt_tokens: list[int]) -> int:
-        llm = self._llm
-        if llm.n_tokens == 0:
-            return 0
-        n = _common_prefix(llm._input_ids[: llm.n_tokens], prompt_tokens)
-        # llama.cpp recomputes the last prompt token to refresh the logits.
-        return min(n, len(prompt_tokens) - 1)
+    def _reuse_cache(self, prompt_tokens: list[int]) -> int:
+        """Keep the KV cache's longest prefix shared with this prompt; returns its length.
+
+        At least the prompt's last token is always computed again: its logits are
+        what the first answer token is sampled from.
+        """
+        keep = min(_common_prefix(self._kv_tokens, prompt_tokens), len(prompt_tokens) - 1)
+        if keep < len(self._kv_tokens):
+            # Some caches (sliding-window attention) cannot drop a tail: start afresh.
+            if not self._llm._ctx.kv_cache_seq_rm(0, keep, -1):
+                self.reset()
+                return 0
+            del self._kv_tokens[keep:]
+        return keep
+
+    def _decode(self, tokens: list[int]) -> None:
+        """Run tokens through the model (in batches), extending the KV cache."""
+        lib, ctx, n_batch = self._lib, self._llm._ctx.ctx, self._llm.n_batch
+        for i in range(0, len(tokens), n_batch):
+            chunk = tokens[i : i + n_batch]
+            array = (lib.llama_token * len(chunk))(*chunk)  # must outlive llama_decode
+            code = lib.llama_decode(ctx, lib.llama_batch_get_one(array, len(chunk)))
+            if code != 0:
+                self.reset()
+                raise ContextOverflow(
+                    f"llama.cpp could not decode ({code}): the context window of "
+                    f"{self.n_ctx} tokens is full; shorten the prompt or raise --ctx"
+                )
+            self._kv_tokens.extend(chunk)
+
+    def _sampler(self, params: SamplingParams, seed: int):
+        """llama.cpp's sampler chain for params (the order llama-cpp-python uses)."""
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lib.llama_sampler_chain_add
+        if params.repeat_penalty != 1.0:
+            add(chain, lib.llama_sampler_init_penalties(REPEAT_WINDOW, params.repeat_penalty, 0, 0))
+        if params.temperature <= 0:
+            add(chain, lib.llama_sampler_init_greedy())
+            return chain
+        add(chain, lib.llama_sampler_init_top_k(params.top_k))
+        add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+        add(chain, lib.llama_sampler_init_min_p(params.min_p, 1))
+        add(chain, lib.llama_sampler_init_temp(params.temperature))
+        add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+    def _ends_generation(self, token: int) -> bool:
+        ends = self._ends.get(token)
+        if ends is None:
+            ends = self._ends[token] = self.is_end_of_generation(token)
+        return ends
+
+    def _piece_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._llm.detokenize([token])
+        return piece
 
     def stream(
         self,
@@ -206,35 +263,35 @@ class LlamaEngine:
             yield from self._generate(prompt_tokens, params, min(params.max_tokens, room), cancel)
 
     def _generate(self, prompt_tokens, params, max_tokens, cancel) -> Iterator[Event]:
-        llm = self._llm
+        """The decode loop, on llama.cpp's C API: one decode and one sample per token.
+
+        (llama-cpp-python's generate() also copies every token's logits into numpy
+        and calls into llama.cpp several more times per token; this loop measures
+        within a percent or two of `localllm bench`'s bare loop.)
+        """
+        started = time.perf_counter()
         stats = GenerationStats(
-            prompt_tokens=len(prompt_tokens), cached_tokens=self._cached_prefix(prompt_tokens)
+            prompt_tokens=len(prompt_tokens), cached_tokens=self._reuse_cache(prompt_tokens)
         )
         seed = params.seed if params.seed is not None else random.randrange(2**31)
-        llm.set_seed(seed)
+        sampler = self._sampler(params, seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(params.stop)
-        started = time.perf_counter()
         first_at = last_at = None
         stats.stop_reason = "length"
-        tokens = llm.generate(
-            prompt_tokens,
-            temp=max(0.0, params.temperature),
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-        )
+        ctx = self._llm._ctx.ctx
         try:
-            for token in tokens:
+            self._decode(prompt_tokens[stats.cached_tokens :])
+            while True:
+                token = self._lib.llama_sampler_sample(sampler, ctx, -1)
                 now = time.perf_counter()
                 first_at = first_at or now
-                if self.is_end_of_generation(token):
+                if self._ends_generation(token):
                     stats.stop_reason = "eos"
                     break
                 stats.completion_tokens += 1
                 last_at = now
-                text, hit = stops.feed(decoder.decode(llm.detokenize([token])))
+                text, hit = stops.feed(decoder.decode(self._piece_bytes(token)))
                 if text:
                     yield Token(text)
                 if hit:
@@ -245,8 +302,9 @@ class LlamaEngine:
                     break
                 if stats.completion_tokens >= max_tokens:
                     break
+                self._decode([token])
         finally:
-            tokens.close()
+            self._lib.llama_sampler_free(sampler)
         if stats.stop_reason != "stop":
             tail = stops.flush() + decoder.decode(b"", final=True)
             if tail:
