@@ -148,3 +148,12 @@ def test_a_prompt_continued_from_the_cache_sees_what_a_fresh_one_sees(model, eng
         assert done.stats.cached_tokens >= len(engine.tokenize(opening)) - 1
     else:
         engine.close()
+
+
+def test_the_repeat_penalty_takes_effect(engine):
+    prompt = ask(engine, "Write the word cat twenty times, separated by spaces.")
+    plain, _ = generate(engine, prompt, SamplingParams(max_tokens=40, temperature=0.0))
+    penalised, _ = generate(
+        engine, prompt, SamplingParams(max_tokens=40, temperature=0.0, repeat_penalty=1.8)
+    )
+    assert plain.lower().count("cat") > penalised.lower().count("cat")

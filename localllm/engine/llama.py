@@ -223,7 +223,13 @@ class LlamaEngine:
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lib.llama_sampler_chain_add
         if params.repeat_penalty != 1.0:
-            add(chain, lib.llama_sampler_init_penalties(REPEAT_WINDOW, params.repeat_penalty, 0, 0))
+            # llama-cpp-python 0.3.36 declares a leading n_vocab that llama.cpp's function no
+            # longer takes; integer and float arguments travel in separate registers (x86-64
+            # SysV, arm64), so the C side reads the first integer as the look-back window.
+            penalties = lib.llama_sampler_init_penalties(
+                REPEAT_WINDOW, REPEAT_WINDOW, params.repeat_penalty, 0.0, 0.0
+            )
+            add(chain, penalties)
         if params.temperature <= 0:
             add(chain, lib.llama_sampler_init_greedy())
             return chain
