@@ -92,3 +92,16 @@ def test_close_ends_the_child_process(starter_path):
     assert process.is_alive()
     engine.close()
     assert not process.is_alive() and process.exitcode == 0
+
+
+def test_closing_during_an_answer_stops_it_and_the_child(starter_path):
+    engine = RemoteEngine(starter_path)
+    prompt = engine.chat_tokens([{"role": "user", "content": "Write a very long story."}])
+    consumer = threading.Thread(
+        target=lambda: list(engine.stream(prompt, SamplingParams(max_tokens=2000))), daemon=True
+    )
+    consumer.start()  # as the app's worker, still streaming when the user quits
+    process = engine._process
+    engine.close()
+    consumer.join(timeout=30)
+    assert not process.is_alive() and not consumer.is_alive()

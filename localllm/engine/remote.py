@@ -239,11 +239,14 @@ class RemoteEngine:
         process, self._process = self._process, None
         if process is None:
             return
-        try:
-            with self._lock:
+        self._cancel.set()  # an answer still streaming (the app quit mid-answer) stops now
+        if self._lock.acquire(timeout=5):
+            try:
                 self._conn.send(("close", (), {}))
-        except (OSError, ValueError):
-            pass
+            except (OSError, ValueError):
+                pass
+            finally:
+                self._lock.release()
         process.join(timeout=10)
         if process.is_alive():
             process.kill()
