@@ -180,16 +180,19 @@ async def until(pilot, condition, seconds: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+def app_with_conversation(engine, tmp_path, conv: Conversation):
+    controller = ChatController(
+        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"), conversation=conv
+    )
+    return make_app(controller), controller
+
+
 def shown_texts(app) -> list[str]:
     return [w.text for w in app.screen.query_one(Transcript).messages]
 
 
 async def test_a_long_conversation_shows_the_newest_and_the_rest_on_request(engine, tmp_path):
-    controller = ChatController(
-        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
-        conversation=long_conversation(40),
-    )  # fmt: skip
-    app = make_app(controller)
+    app, _ = app_with_conversation(engine, tmp_path, long_conversation(40))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         transcript = app.screen.query_one(Transcript)
@@ -220,11 +223,7 @@ async def test_a_long_conversation_shows_the_newest_and_the_rest_on_request(engi
 
 
 async def test_clicking_the_marker_shows_earlier_messages(engine, tmp_path):
-    controller = ChatController(
-        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
-        conversation=long_conversation(20),
-    )  # fmt: skip
-    app = make_app(controller)
+    app, _ = app_with_conversation(engine, tmp_path, long_conversation(20))
     async with app.run_test(size=(100, 80)) as pilot:  # tall enough that nothing scrolls
         await pilot.pause()
         assert shown_texts(app)[0] == "question number 8"
@@ -235,11 +234,7 @@ async def test_clicking_the_marker_shows_earlier_messages(engine, tmp_path):
 
 
 async def test_a_growing_session_keeps_a_bounded_number_of_widgets(engine, tmp_path):
-    controller = ChatController(
-        engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"),
-        conversation=long_conversation(WINDOW // 2),
-    )  # fmt: skip
-    app = make_app(controller)
+    app, controller = app_with_conversation(engine, tmp_path, long_conversation(WINDOW // 2))
     async with app.run_test(size=(100, 30)) as pilot:
         for i in range(6):
             await ask(app, pilot, f"Say the number {i}.")
