@@ -81,20 +81,73 @@ class Settings:
         )
 
 
+# What config.toml may hold: section -> key -> (accepted types, check, what a good value is).
+def _choice(*options):
+    return (str,), lambda v: v in options, "one of " + ", ".join(options)
+
+
+_NUMBER = (int, float)
+CONFIG_KEYS: dict[str, dict[str, tuple]] = {
+    "chat": {
+        "model": ((str,), lambda v: bool(v.strip()), "a model name"),
+        "system_prompt": ((str,), lambda v: True, "text"),
+        "context_policy": _choice("summary", "window", "off"),
+        "temperature": (_NUMBER, lambda v: 0 <= v <= 5, "a number from 0 to 5"),
+        "max_tokens": ((int,), lambda v: v >= 1, "a whole number of at least 1"),
+    },
+    "guardrails": {
+        "blocked_phrases": (
+            (list,),
+            lambda v: all(isinstance(p, str) for p in v),
+            "a list of strings",
+        ),
+        "max_tries": ((int,), lambda v: 1 <= v <= 20, "a whole number from 1 to 20"),
+    },
+}
+
+
 def load_user_config(settings: Settings) -> dict:
-    """config.toml from the config folder ({} when absent); raises LocalLLMError when malformed."""
+    """config.toml from the config folder ({} when absent), validated.
+
+    Raises ConfigError naming the file and key when it is malformed or holds a bad value.
+    """
+    from localllm.errors import ConfigError
+
     path = settings.config_dir / "config.toml"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path} ({exc}): fix or remove it") from None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        return tomllib.loads(text)
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        from localllm.errors import LocalLLMError
+        raise ConfigError(f"{path} is not valid TOML ({exc}): fix or remove it") from None
+    _validate_config(config, path)
+    return config
 
-        raise LocalLLMError(f"{path} is not valid TOML ({exc}): fix or remove it") from None
+
+def _validate_config(config: dict, path: Path) -> None:
+    from localllm.errors import ConfigError
+
+    for section, values in config.items():
+        known = CONFIG_KEYS.get(section)
+        if known is None or not isinstance(values, dict):
+            raise ConfigError(
+                f"{path}: unknown section [{section}]; the sections are "
+                + ", ".join(f"[{s}]" for s in CONFIG_KEYS)
+            )
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: unknown key {section}.{key}; [{section}] takes " + ", ".join(known)
+                )
+            types, check, expected = known[key]
+            # bool is an int to Python, never a number to a user
+            if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+                raise ConfigError(f"{path}: {section}.{key} = {value!r} must be {expected}")

@@ -45,3 +45,28 @@ class ModelLoadError(LocalLLMError, RuntimeError):
 
 class InsufficientSpace(LocalLLMError, OSError):
     """Not enough free disk space for a download or a write."""
+
+
+class ContextOverflow(LocalLLMError, ValueError):
+    """A prompt or conversation that leaves no room in the context window for an answer."""
+
+
+class DocumentError(LocalLLMError, ValueError):
+    """An input document that cannot be read (missing, empty, binary, no text in it)."""
+
+
+class ConversationNotFound(LocalLLMError, LookupError):
+    """A stored conversation that does not exist."""
+
+
+class HubAccessError(LocalLLMError, PermissionError):
+    """A gated or private repository we may not read."""
+
+
+class ConfigError(LocalLLMError, ValueError):
+    """config.toml (or a setting) holds a bad value; the message names the key."""
+
+
+class UnsafePath(LocalLLMError, ValueError):
+    """A name or path from outside (a hub header, a listing, a user) that would lead out of
+    its folder."""

@@ -86,13 +86,26 @@ def evaluate(
     reference_path: Path | None = None,
     *,
     n_ctx: int = DEFAULT_CTX,
+    gpu_layers: int | None = None,
     progress: ProgressReporter | None = None,
 ) -> QualityReport:
     from localllm.engine.scoring import TokenScorer
 
     progress = progress or SilentProgress()
-    model = TokenScorer(model_path, n_ctx)
-    reference = TokenScorer(reference_path, n_ctx) if reference_path else None
+    model = TokenScorer(model_path, n_ctx, gpu_layers=gpu_layers)
+    for note in model.plan.notes:
+        progress.message(note)
+    n_ctx = model.n_ctx  # the planner may have made the window smaller
+    try:
+        reference = (
+            TokenScorer(reference_path, n_ctx, gpu_layers=gpu_layers) if reference_path else None
+        )
+    except BaseException:
+        model.close()
+        raise
+    if reference is not None and reference.n_ctx < n_ctx:
+        progress.message(f"the reference model needs a smaller window: using {reference.n_ctx}")
+        n_ctx = reference.n_ctx
     try:
         tokens = model.tokenize(text)
         if len(tokens) < 16:

@@ -11,6 +11,21 @@ import pytest
 
 from localllm.config import Settings
 
+# Tests that use any of these load or convert a real model: .ci/run runs them a second time
+# on a llama.cpp build with other CPU kernels (the `model` marker).
+MODEL_FIXTURES = frozenset({
+    "starter_home", "starter_path", "engine", "engine_1k", "engine_512", "gemma_path",
+    "smol_checkpoint", "gemma_checkpoint", "hub",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+        if item.path.name == "test_packaging.py":
+            item.add_marker(pytest.mark.packaging)
+
 
 def _test_cache() -> Path:
     default = Path.home() / ".cache" / "localllm-tests"

@@ -47,3 +47,43 @@ def test_tojson_does_not_escape_html():
         "{{ messages[0]['content'] | tojson }}", [{"role": "user", "content": "<b>ñ"}]
     )
     assert out == '"<b>ñ"'
+
+
+def test_loop_controls_work_as_in_transformers():
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' %}{% break %}{% endif %}"
+        "{{ m['content'] }};{% endfor %}"
+    )
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"}]  # fmt: skip
+    assert render_chat(template, messages, add_generation_prompt=False) == "a;"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 1/0 }}", "{{ messages[5]['content'] + 1 }}", "{{ [] + 1 }}"],
+)
+def test_a_template_that_fails_is_a_chat_template_error(template):
+    with pytest.raises(ChatTemplateError, match="chat template failed"):
+        render_chat(template, [{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.timeout(60)  # unbounded, this loop would run for hours
+def test_a_runaway_template_is_stopped():
+    runaway = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+    with pytest.raises(ChatTemplateError, match="was stopped"):
+        render_chat(runaway, [{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("template", ["{{ 'x' * 10**9 }}", "{{ 2 ** 100000 }}"])
+def test_a_template_that_builds_something_huge_is_stopped(template):
+    with pytest.raises(ChatTemplateError, match="was stopped"):
+        render_chat(template, [{"role": "user", "content": "hi"}])
+
+
+def test_the_render_bound_leaves_tracing_as_it_was():
+    import sys
+
+    before = sys.gettrace()
+    render_chat(SIMPLE, [{"role": "user", "content": "hi"}])
+    assert sys.gettrace() is before

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import RecordingEngine
 
-from localllm.chat.context import CUT_MARKER, ContextOverflowError
+from localllm.chat.context import CUT_MARKER
 from localllm.chat.conversation import ChatParams, Conversation
 from localllm.chat.history import History
 from localllm.chat.session import ChatSession, ContextNotice, Guardrails, Retracted, TurnDone
 from localllm.engine import Token
+from localllm.errors import ContextOverflow
 
 SYSTEM = "You are a concise assistant. Answer in one or two sentences."
 QUESTIONS = [
@@ -88,7 +89,7 @@ def test_policy_off_refuses_with_the_overflow_and_stores_nothing(engine_1k, tmp_
     session = ChatSession(engine_1k, conv, history)
     run_turn(session, "Hello there, who are you?")
     stored_before = len(history.get(conv.id).messages)
-    with pytest.raises(ContextOverflowError, match=r"tokens over"):
+    with pytest.raises(ContextOverflow, match=r"tokens over"):
         list(session.send("Tell me everything about the ocean. " * 128))
     assert len(history.get(conv.id).messages) == stored_before == 2
     assert len(conv.messages) == 2
@@ -119,17 +120,26 @@ def test_follow_up_reuses_the_kv_cache(engine_1k):
 
 
 def test_guardrails_regenerate_then_withhold(engine_1k):
-    conv = Conversation(model="starter", params=ChatParams(temperature=0, max_tokens=24, seed=1))
-    session = ChatSession(engine_1k, conv, guardrails=Guardrails(("paris",), max_tries=3))
-    events, done = run_turn(session, "Which city is the capital of France?")
+    question = "Which city is the capital of France?"
+    params = ChatParams(temperature=0, max_tokens=24, seed=1)
+    engine_1k.reset()  # both runs start from an empty cache, so the first attempt repeats
+    _, plain = run_turn(ChatSession(engine_1k, Conversation(model="starter", params=params)),
+                        question)  # fmt: skip
+    words = [w.strip(".,!?;:\"'()") for w in plain.message.content.split()]
+    blocked = max(words, key=len).lower()  # a word the greedy answer is sure to contain
+    assert len(blocked) >= 4, plain.message.content
+    engine_1k.reset()
+    conv = Conversation(model="starter", params=params)
+    session = ChatSession(engine_1k, conv, guardrails=Guardrails((blocked,), max_tries=3))
+    events, done = run_turn(session, question)
     retracted = [e for e in events if isinstance(e, Retracted)]
-    assert retracted, "the greedy first answer names Paris and must be retracted"
-    assert "paris" not in done.message.content.lower()
+    assert retracted, f"the greedy first answer contains {blocked!r} and must be retracted"
+    assert blocked not in done.message.content.lower()
     if done.withheld:
         assert done.message.note == "withheld" and "withheld" in done.message.content
     # Tokens of a retracted attempt never reach the caller after the retraction.
     shown = "".join(e.text for e in events[events.index(retracted[-1]) :] if isinstance(e, Token))
-    assert "paris" not in shown.lower()
+    assert blocked not in shown.lower()
 
 
 def test_regenerate_and_edit_replace_the_last_turn(engine_1k, tmp_path):

@@ -7,12 +7,13 @@ import threading
 import pytest
 
 from localllm.engine import Finished, SamplingParams, Token
-from localllm.engine.llama import ContextOverflow
+from localllm.errors import ContextOverflow
 
 GREEDY = SamplingParams(max_tokens=32, temperature=0.0)
 
 
 def generate(engine, tokens, params=GREEDY, cancel=None):
+    """The streamed text and the Finished event (the KV cache is kept from earlier calls)."""
     text, finished = "", None
     for event in engine.stream(tokens, params, cancel):
         if isinstance(event, Token):
@@ -23,8 +24,54 @@ def generate(engine, tokens, params=GREEDY, cancel=None):
     return text, finished
 
 
+def fresh(engine, tokens, params=GREEDY):
+    """generate() from an empty KV cache: runs that must match each other start alike
+    (a reused cache computes the prompt's last token in another batch shape, which can
+    move a near-tie)."""
+    engine.reset()
+    return generate(engine, tokens, params)
+
+
 def ask(engine, question: str) -> list[int]:
     return engine.chat_tokens([{"role": "user", "content": question}])
+
+
+def scores(engine, prompt: list[int], answers: dict[str, str]) -> dict[str, float]:
+    return {
+        key: engine.score(prompt, engine.tokenize(text, special=False, add_bos=False))
+        for key, text in answers.items()
+    }
+
+
+def best_by_margin(by_key: dict[str, float]) -> tuple[str, float]:
+    ranked = sorted(by_key.items(), key=lambda kv: kv[1], reverse=True)
+    return ranked[0][0], ranked[0][1] - ranked[1][1]
+
+
+def test_the_model_knows_the_capital_of_france(engine):
+    prompt = ask(engine, "Which city is the capital of France?")
+    cities = ("Paris", "London", "Madrid", "Rome", "Berlin")
+    by_city = scores(engine, prompt, {c: f"The capital of France is {c}." for c in cities})
+    best, margin = best_by_margin(by_city)
+    assert best == "Paris" and margin > 2.0, by_city  # nats: no kernel difference crosses it
+
+
+def test_the_model_knows_the_colour_of_the_sky(engine):
+    prompt = ask(engine, "What colour is the sky on a clear day?")
+    colours = ("blue", "green", "red", "yellow")
+    by_colour = scores(engine, prompt, {c: f"The sky is {c}." for c in colours})
+    best, margin = best_by_margin(by_colour)
+    assert best == "blue" and margin > 1.0, by_colour
+
+
+def test_scores_are_log_probabilities_of_the_continuation(engine):
+    prompt = ask(engine, "Which city is the capital of France?")
+    one = engine.tokenize(" Paris", special=False, add_bos=False)
+    whole = engine.tokenize("The capital of France is Paris.", special=False, add_bos=False)
+    assert engine.score(prompt, one) < 0
+    # log p(a b) = log p(a) + log p(b | a): the parts add up to the whole.
+    split = engine.score(prompt, whole[:3]) + engine.score(prompt + whole[:3], whole[3:])
+    assert abs(split - engine.score(prompt, whole)) < 0.05
 
 
 def test_chat_template_comes_from_the_model(engine):
@@ -49,9 +96,21 @@ def test_special_tokens_are_single_tokens(engine):
 
 
 def test_answer_stops_at_end_of_turn(engine):
-    text, done = generate(engine, ask(engine, "Which city is the capital of France?"))
-    assert "Paris" in text
+    """A finished reply is followed by <|im_end|> by a wide margin on any CPU; the engine
+    must stop there and never show it."""
+    prompt = engine.tokenize(
+        engine.render_chat([{"role": "user", "content": "Say hello."}])
+        + "Hello! How can I help you today?"
+    )
+    end = engine.tokenize("<|im_end|>", add_bos=False)
+    assert len(end) == 1
+    candidates = {"end": end, **{w: engine.tokenize(w, special=False, add_bos=False)[:1]
+                                  for w in (" I", "\n", " Let", " Is", " What")}}  # fmt: skip
+    by_token = {k: engine.score(prompt, v) for k, v in candidates.items()}
+    assert best_by_margin(by_token)[0] == "end" and best_by_margin(by_token)[1] > 2.0, by_token
+    text, done = fresh(engine, prompt, SamplingParams(max_tokens=16, temperature=0.0))
     assert done.stats.stop_reason == "eos"
+    assert done.stats.completion_tokens == 0 and text == ""
     assert "<|im_end|>" not in text
 
 
@@ -85,13 +144,15 @@ def test_cancel_stops_between_tokens(engine):
 
 
 def test_stop_strings_are_never_shown(engine):
-    text, done = generate(
-        engine,
-        ask(engine, "Which city is the capital of France?"),
-        SamplingParams(max_tokens=32, temperature=0.0, stop=("Par",)),
-    )
+    prompt = ask(engine, "Which city is the capital of France?")
+    answer, _ = fresh(engine, prompt)
+    words = answer.split()
+    assert len(words) >= 4, answer
+    stop = words[len(words) // 2][:3]  # part of a word from the middle of the model's answer
+    cut, done = fresh(engine, prompt, SamplingParams(max_tokens=32, temperature=0.0, stop=(stop,)))
     assert done.stats.stop_reason == "stop"
-    assert "Par" not in text and text.endswith("is ")
+    assert stop not in cut
+    assert cut == answer[: answer.index(stop)]
 
 
 def test_prompt_that_fills_the_window_is_refused(engine):
@@ -108,10 +169,13 @@ def test_answer_is_cut_to_the_room_left_in_the_window(engine):
 
 def test_seeded_sampling_repeats_and_seeds_differ(engine):
     prompt = ask(engine, "Tell me a short story about a cat.")
-    sampled = [SamplingParams(max_tokens=24, temperature=0.9, seed=s) for s in (7, 7, 8)]
-    first, again, other = (generate(engine, prompt, p)[0] for p in sampled)
-    assert first == again
-    assert first != other
+
+    def sample(seed):
+        return fresh(engine, prompt, SamplingParams(max_tokens=24, temperature=0.9, seed=seed))[0]
+
+    assert sample(7) == sample(7)
+    # Two seeds may draw the same 24 tokens; five that all agree would mean the seed is unused.
+    assert len({sample(seed) for seed in (7, 8, 9, 10, 11)}) > 1
 
 
 def logits_after(engine, tokens):
@@ -140,20 +204,31 @@ def test_a_prompt_continued_from_the_cache_sees_what_a_fresh_one_sees(model, eng
     _, done = generate(engine, tokens, SamplingParams(max_tokens=1, temperature=0.0))
     cached = logits_after(engine, tokens)
     engine.reset()
-    fresh = logits_after(engine, tokens)
-    spread = float(fresh.max() - fresh.min())
-    assert cached.argmax() == fresh.argmax()
-    assert float(abs(cached - fresh).max()) < 0.02 * spread
+    recomputed = logits_after(engine, tokens)
+    spread = float(recomputed.max() - recomputed.min())
+    assert float(abs(cached - recomputed).max()) < 0.02 * spread
+    # Not argmax equality: at a near-tie the two may pick different tokens, legitimately.
+    assert cached[recomputed.argmax()] >= cached.max() - 0.02 * spread
     if model == "starter":
         assert done.stats.cached_tokens >= len(engine.tokenize(opening)) - 1
     else:
         engine.close()
 
 
+def generated_ids(engine, prompt, params) -> list[int]:
+    """The token ids one greedy run produced (the engine's record of what it decoded)."""
+    _, done = fresh(engine, prompt, params)
+    return engine._kv_tokens[len(prompt) :] if done.stats.completion_tokens else []
+
+
 def test_the_repeat_penalty_takes_effect(engine):
+    """A penalty of 10^4 divides a seen token's positive logit by 10^4, and nearly all of
+    this model's logits are positive (tens), so an unseen token always wins: no token may
+    repeat, whatever the CPU, whatever the text."""
     prompt = ask(engine, "Write the word cat twenty times, separated by spaces.")
-    plain, _ = generate(engine, prompt, SamplingParams(max_tokens=40, temperature=0.0))
-    penalised, _ = generate(
-        engine, prompt, SamplingParams(max_tokens=40, temperature=0.0, repeat_penalty=1.8)
+    plain = generated_ids(engine, prompt, SamplingParams(max_tokens=40, temperature=0.0))
+    penalised = generated_ids(
+        engine, prompt, SamplingParams(max_tokens=40, temperature=0.0, repeat_penalty=1e4)
     )
-    assert plain.lower().count("cat") > penalised.lower().count("cat")
+    assert len(plain) > len(set(plain)), "the unpenalised answer repeats itself"
+    assert len(penalised) > 1 and len(penalised) == len(set(penalised))

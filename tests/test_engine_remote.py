@@ -10,9 +10,8 @@ import pytest
 
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
 from localllm.engine.bench import bare_round
-from localllm.engine.llama import ContextOverflow
 from localllm.engine.remote import RemoteEngine
-from localllm.errors import InvalidModelFile, LocalLLMError
+from localllm.errors import ContextOverflow, InvalidModelFile, LocalLLMError
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 QUESTION = [{"role": "user", "content": "What colour is the sky on a clear day?"}]

@@ -38,7 +38,7 @@ def test_each_run_is_stored_and_continue_adds_a_turn(home):
     assert second.returncode == 0, second.stderr
     conv = stored(home).latest()
     assert [m.role for m in conv.messages] == ["user", "assistant", "user", "assistant"]
-    assert "Paris" in conv.messages[1].content
+    assert conv.messages[1].content.strip() == first.stdout.strip() != ""  # what was shown
     # The second prompt carried the first exchange.
     p1 = json.loads(first.stderr.strip().splitlines()[-1])["prompt_tokens"]
     p2 = json.loads(second.stderr.strip().splitlines()[-1])["prompt_tokens"]
@@ -53,6 +53,19 @@ def test_each_run_is_stored_and_continue_adds_a_turn(home):
 def test_no_save_leaves_the_history_alone(home):
     assert run_cli("run", "--no-save", *GREEDY, "Hello", home=home).returncode == 0
     assert stored(home).list() == []
+
+
+@pytest.mark.parametrize("which", ["-c", "--id"])
+def test_no_save_keeps_a_continued_turn_out_of_the_history(home, which):
+    assert run_cli("run", *GREEDY, "Hello there.", home=home).returncode == 0
+    conv = stored(home).latest()
+    target = ("-c",) if which == "-c" else ("--id", str(conv.id))
+    secret = run_cli("run", *target, "--no-save", *GREEDY, "My PIN is 4711.", home=home)
+    assert secret.returncode == 0, secret.stderr
+    after = stored(home).get(conv.id)
+    assert len(after.messages) == 2
+    assert "4711" not in json.dumps(stored(home).export_json(conv.id))
+    assert b"4711" not in (home / "data" / "history.sqlite3").read_bytes()
 
 
 def test_continue_with_nothing_to_continue_is_a_clear_error(home):
@@ -115,8 +128,9 @@ def test_markdown_export_and_history_commands(home):
         run_cli("run", *GREEDY, "Which city is the capital of France?", home=home).returncode == 0
     )
     conv_id = stored(home).latest().id
+    answer = stored(home).get(conv_id).messages[1].content
     md = run_cli("history", "export", str(conv_id), "--format", "md", home=home).stdout
-    assert "## You" in md and "## Assistant" in md and "Paris" in md
+    assert "## You" in md and "## Assistant" in md and answer.strip() and answer in md
     listing = run_cli("history", "list", "--json", home=home)
     assert json.loads(listing.stdout)[0]["messages"] == 2
     assert run_cli("history", "rename", str(conv_id), "Geography", home=home).returncode == 0
@@ -135,13 +149,67 @@ def test_import_of_a_non_export_is_a_clear_error(home, tmp_path):
 
 
 def test_blocked_phrases_from_the_config_are_never_shown(home):
+    question = "Which city is the capital of France?"
+    first = run_cli("run", "--no-save", *GREEDY, question, home=home)
+    words = [w.strip(".,!?;:\"'()") for w in first.stdout.split()]
+    phrase = max(words, key=len)  # the model's own longest word: its greedy answer has it
+    assert len(phrase) >= 4, first.stdout
     (home / "config").mkdir(exist_ok=True)
-    (home / "config" / "config.toml").write_text('[guardrails]\nblocked_phrases = ["Paris"]\n')
-    proc = run_cli("run", *GREEDY, "Which city is the capital of France?", home=home)
+    (home / "config" / "config.toml").write_text(
+        f"[guardrails]\nblocked_phrases = [{json.dumps(phrase)}]\n"
+    )
+    proc = run_cli("run", *GREEDY, question, home=home)
     assert proc.returncode == 0, proc.stderr
-    assert "paris" not in proc.stdout.lower()
+    assert phrase.lower() not in proc.stdout.lower()
     assert "blocked phrase" in proc.stderr
-    assert "paris" not in stored(home).latest().messages[-1].content.lower()
+    assert phrase.lower() not in stored(home).latest().messages[-1].content.lower()
+
+
+def test_a_bad_config_value_names_the_key(home):
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "config.toml").write_text('[chat]\ntemperature = "hot"\n')
+    proc = run_cli("run", *GREEDY, "Hello", home=home)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "chat.temperature" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr
+
+
+def test_two_writers_on_one_conversation_both_keep_their_turns(home):
+    assert run_cli("run", *GREEDY, "Hello there.", home=home).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
+    env["LOCALLLM_HOME"] = str(home)
+    writers = [
+        subprocess.Popen(
+            [*cli_command(), "run", "-c", *GREEDY, question],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for question in ("Name a fruit.", "Name a colour.")
+    ]
+    for proc in writers:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    messages = stored(home).latest().messages
+    contents = [m.content for m in messages]
+    assert len(messages) == 6
+    assert "Name a fruit." in contents and "Name a colour." in contents
+
+
+@pytest.mark.parametrize(
+    "bad_message", [{"role": "user"}, {"role": "wizard", "content": "abracadabra"}]
+)
+def test_a_bad_message_in_an_import_stores_nothing(home, tmp_path, bad_message):
+    assert run_cli("run", *GREEDY, "Hello there.", home=home).returncode == 0
+    export = stored(home).export_json(stored(home).latest().id)
+    export["messages"].append(bad_message)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(export))
+    before = stored(home).list()
+    proc = run_cli("history", "import", str(bad), home=home)
+    assert proc.returncode == 1 and "malformed" in proc.stderr and "Traceback" not in proc.stderr
+    assert stored(home).list() == before
 
 
 def test_a_malicious_chat_template_is_refused_by_the_sandbox(home, starter_path, tmp_path):

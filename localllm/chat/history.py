@@ -2,12 +2,17 @@
 
 Each message is committed as soon as it exists (the user's when sent, the
 answer when complete), so a process killed mid-answer loses at most that
-answer, and WAL keeps the file consistent for the next open. Exports are
-Markdown (for people) and JSON (round-trips through import).
+answer, and WAL keeps the file consistent for the next open. Two writers on
+one conversation (two `run -c` at once, two chat windows) both keep their
+turns: a message's position is taken inside its own write transaction. The
+schema carries its version (PRAGMA user_version) and moves forward through
+MIGRATIONS. Exports are Markdown (for people) and JSON (round-trips through
+import, all or nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -17,9 +22,44 @@ from dataclasses import asdict
 from pathlib import Path
 
 from localllm.chat.conversation import ChatParams, Conversation, Message
-from localllm.errors import LocalLLMError
+from localllm.errors import ConversationNotFound, LocalLLMError
 
-SCHEMA = """
+MIGRATIONS: list = []
+
+
+def migration(step):
+    MIGRATIONS.append(step)
+    return step
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    # IF NOT EXISTS: databases written before migrations existed already hold this schema.
+    for statement in INITIAL_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Apply the steps this database has not had yet, each in its own transaction."""
+    done = db.execute("PRAGMA user_version").fetchone()[0]
+    if done > len(MIGRATIONS):
+        raise LocalLLMError(
+            f"{path} was written by a newer localllm (schema {done}, this one knows "
+            f"{len(MIGRATIONS)}): upgrade localllm to read it"
+        )
+    for number, step in enumerate(MIGRATIONS[done:], start=done + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+INITIAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY,
     title TEXT NOT NULL DEFAULT '',
@@ -45,15 +85,12 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL,
     UNIQUE (conversation_id, seq)
 );
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq)
 """
+ROLES = ("system", "user", "assistant")
 EXPORT_FORMAT = "localllm-conversation/1"
 _MESSAGE_FIELDS = ("role", "content", "tokens", "completion_tokens", "ttft_s", "decode_tps",
                    "note", "created_at")  # fmt: skip
-
-
-class ConversationNotFound(LocalLLMError, LookupError):
-    pass
 
 
 def _locked(method):
@@ -78,7 +115,22 @@ class History:
         self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, path)
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction; IMMEDIATE takes the write lock first, so two processes
+        queue (up to the 30 s timeout) instead of failing halfway."""
+        if self.db.in_transaction:  # nested: the outer one commits
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     @_locked
     def close(self) -> None:
@@ -88,6 +140,11 @@ class History:
 
     @_locked
     def create(self, conv: Conversation) -> Conversation:
+        """Store a new conversation with its messages: all of it, or nothing."""
+        with self._transaction():
+            return self._create(conv)
+
+    def _create(self, conv: Conversation) -> Conversation:
         now = time.time()
         cur = self.db.execute(
             "INSERT INTO conversations (title, model, system_prompt, params, memory, window_start,"
@@ -96,8 +153,8 @@ class History:
              conv.memory, conv.window_start, conv.created_at or now, conv.updated_at or now),
         )  # fmt: skip
         conv.id = cur.lastrowid
-        for message in conv.messages:
-            self.add_message(conv, message, touch=False)
+        for seq, message in enumerate(conv.messages):
+            self._insert_message(conv.id, seq, message)
         return conv
 
     @_locked
@@ -113,15 +170,24 @@ class History:
 
     @_locked
     def add_message(self, conv: Conversation, message: Message, *, touch: bool = True) -> None:
-        seq = next((i for i, m in enumerate(conv.messages) if m is message), len(conv.messages))
+        """Append a message after whatever the conversation holds now, even if another
+        process added turns since this one was read."""
+        with self._transaction():
+            (seq,) = self.db.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE conversation_id=?",
+                (conv.id,),
+            ).fetchone()
+            self._insert_message(conv.id, seq, message)
+            if touch:
+                self.save_state(conv)
+
+    def _insert_message(self, conversation_id: int, seq: int, message: Message) -> None:
         cur = self.db.execute(
             f"INSERT INTO messages (conversation_id, seq, {', '.join(_MESSAGE_FIELDS)})"
             f" VALUES (?, ?, {', '.join('?' * len(_MESSAGE_FIELDS))})",
-            (conv.id, seq, *(getattr(message, f) for f in _MESSAGE_FIELDS)),
+            (conversation_id, seq, *(getattr(message, f) for f in _MESSAGE_FIELDS)),
         )
         message.id = cur.lastrowid
-        if touch:
-            self.save_state(conv)
 
     @_locked
     def delete_last_message(self, conv: Conversation) -> None:
@@ -209,7 +275,7 @@ class History:
                 f"not a localllm conversation export (expected format {EXPORT_FORMAT!r})"
             )
         try:
-            messages = [Message(**{f: m.get(f) for f in _MESSAGE_FIELDS}) for m in data["messages"]]
+            messages = [_imported_message(m) for m in data["messages"]]
             conv = Conversation(
                 title=data["title"], model=data["model"], system_prompt=data["system_prompt"],
                 params=ChatParams(**data["params"]), memory=data.get("memory", ""),
@@ -231,3 +297,16 @@ class History:
             note = f" ({m.note})" if m.note else ""
             lines += [f"## {heading}{note}", "", m.content, ""]
         return "\n".join(lines)
+
+
+def _imported_message(data: dict) -> Message:
+    """One message of an export, checked before anything is stored."""
+    if not isinstance(data, dict):
+        raise ValueError("a message is not an object")
+    values = {f: data.get(f) for f in _MESSAGE_FIELDS}
+    if values["role"] not in ROLES:
+        raise ValueError(f"message role {values['role']!r} is not one of {', '.join(ROLES)}")
+    if not isinstance(values["content"], str):
+        raise ValueError("a message's content is not text")
+    values["created_at"] = float(values["created_at"] or time.time())
+    return Message(**values)

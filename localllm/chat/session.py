@@ -214,11 +214,8 @@ class _Either:
 
 
 def guardrails_from_config(config: dict) -> Guardrails:
-    """[guardrails] blocked_phrases = [...], max_tries = N from config.toml; off when absent."""
+    """[guardrails] blocked_phrases = [...], max_tries = N from a validated config; off when
+    absent."""
     section = config.get("guardrails", {})
     phrases = section.get("blocked_phrases", [])
-    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
-        from localllm.errors import LocalLLMError
-
-        raise LocalLLMError("config.toml: guardrails.blocked_phrases must be a list of strings")
     return Guardrails(tuple(p for p in phrases if p.strip()), int(section.get("max_tries", 3)))

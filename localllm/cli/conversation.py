@@ -18,12 +18,15 @@ def open_conversation(settings: Settings, *, model, system, continue_, conversat
     from localllm.chat.history import History
     from localllm.config import DEFAULT_MODEL, load_user_config
 
-    history = None if no_save else History(history_path(settings))
     chat_config = load_user_config(settings).get("chat", {})
-    if continue_ or conversation_id is not None:
-        if history is None:
-            history = History(history_path(settings))
+    continuing = continue_ or conversation_id is not None
+    history = History(history_path(settings)) if continuing or not no_save else None
+    if continuing:
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
+        if no_save:
+            # Read the stored turns for context, but write nothing of this one.
+            history.close()
+            history = None
         if system is not None:
             conv.system_prompt = system
         conv.params.max_tokens, conv.params.temperature, conv.params.seed = (

@@ -19,7 +19,10 @@ class TerminalProgress:
 
     def message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(f"[dim]localllm:[/dim] {text}", soft_wrap=True)
+            from rich.markup import escape
+
+            # Notices quote files, names and model output: `[draft]` is text, not markup.
+            self.console.print(f"[dim]localllm:[/dim] {escape(text)}", soft_wrap=True)
 
     def start(self, description: str, total: int | None, unit: str = "B") -> None:
         if not self.bars:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from localllm.cli.common import quiet_option
+from localllm.cli.common import gpu_layers_option, quiet_option
 from localllm.cli.formatting import human_bytes
 from quantize.formats import OUTPUT_TYPES
 
@@ -55,6 +55,7 @@ def _resolve_source(settings, src: str, progress) -> tuple[Path, str | None, str
 def _targets(settings, base: str, out_type: str, out: str | None, name: str | None, force: bool):
     """Where the output goes and the name to register it under (None: not registered)."""
     from localllm.errors import LocalLLMError
+    from localllm.store.paths import folder_for_name
     from localllm.store.registry import Registry
 
     register = name if out else (name or f"{base}-{out_type}")
@@ -63,15 +64,17 @@ def _targets(settings, base: str, out_type: str, out: str | None, name: str | No
             f"a model named {register!r} is already registered: choose another --name, "
             f"pass --force, or `localllm rm {register}` first"
         )
-    path = Path(out).expanduser() if out else (
-        settings.models_dir / "quantized" / register / f"{register}.gguf"
-    )  # fmt: skip
+    if out:
+        path = Path(out).expanduser()
+    else:  # the name is the user's: it must not lead out of the models folder
+        folder = folder_for_name(register)
+        path = settings.models_dir / "quantized" / folder / f"{folder}.gguf"
     if path.exists() and not force:
         raise LocalLLMError(f"{path} exists: choose another -o or pass --force to replace it")
     return path, register
 
 
-def _register(settings, path: Path, name: str, progress) -> None:
+def _register(settings, path: Path, name: str, progress, *, owned: bool) -> None:
     from localllm.store.manage import import_model, remove_model
     from localllm.store.registry import Registry
 
@@ -82,7 +85,7 @@ def _register(settings, path: Path, name: str, progress) -> None:
             remove_model(settings, name)
         else:
             registry.remove(name)
-    import_model(settings, path, progress, name=name, link=True)
+    import_model(settings, path, progress, name=name, link=True, owned=owned)
 
 
 def _run_report(path: Path, reference: Path, progress) -> dict:
@@ -149,7 +152,7 @@ def quantize(src, out_type, out, name, report, force, as_json, quiet):
                     progress.message(f"warning: {warning.message}")
             figures = _run_report(path, result.reference, progress) if report else None
         if register:
-            _register(settings, path, register, progress)
+            _register(settings, path, register, progress, owned=out is None)
     _print_result(result, register, figures, as_json)
 
 
@@ -197,9 +200,10 @@ def _print_report(figures: dict) -> None:
               "agreement.")  # fmt: skip
 @click.option("--ctx", type=click.IntRange(min=64), default=512, show_default=True,
               help="Window size; the second half of each window is scored.")  # fmt: skip
+@gpu_layers_option
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @quiet_option
-def evaluate_model(model, text_file, ref_model, ctx, as_json, quiet):
+def evaluate_model(model, text_file, ref_model, ctx, gpu_layers, as_json, quiet):
     """Perplexity of a model on a text, and its divergence from a reference model.
 
     \b
@@ -224,7 +228,7 @@ def evaluate_model(model, text_file, ref_model, ctx, as_json, quiet):
             raise LocalLLMError(f"{text_file} is not UTF-8 text: convert it first") from None
     else:
         text = heldout_text()
-    report = evaluate(path, text, ref, n_ctx=ctx, progress=progress)
+    report = evaluate(path, text, ref, n_ctx=ctx, gpu_layers=gpu_layers, progress=progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

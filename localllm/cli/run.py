@@ -16,15 +16,21 @@ from localllm.cli.common import (
 )
 
 
-def _read_prompt(prompt: tuple[str, ...]) -> str:
+def _read_prompt(prompt: tuple[str, ...], progress) -> str:
     if prompt == ("-",) or (not prompt and not sys.stdin.isatty()):
-        text = sys.stdin.read()
+        from localllm.summarize.readers import decode_text
+
+        text, encoding = decode_text(sys.stdin.buffer.read())
+        if encoding not in ("utf-8", "utf-8-sig"):
+            progress.message(f"stdin is not UTF-8: read it as {encoding}")
     elif not prompt:
         raise click.UsageError(
             'give a prompt, e.g. localllm run "Why is the sky blue?", or - for stdin'
         )
     else:
-        text = " ".join(prompt)
+        # Arguments from a terminal in another encoding arrive with surrogate escapes.
+        joined = " ".join(prompt).encode("utf-8", "surrogateescape")
+        text = joined.decode("utf-8", "replace")
     if not text.strip():
         raise click.UsageError("the prompt is empty")
     return text
@@ -90,8 +96,8 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     from localllm.config import Settings
 
     settings = Settings.from_env()
-    text = _read_prompt(prompt)
     progress = TerminalProgress(quiet=quiet)
+    text = _read_prompt(prompt, progress)
     if raw or stop:
         if continue_ or conversation_id is not None:
             raise click.UsageError("--raw and --stop do not work with --continue or --id")
@@ -110,7 +116,15 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     resolved, engine = load_model(settings, model_ref, ctx, progress, gpu_layers)
     conv.model = resolved.name
     if not engine.info.chat_template:
-        progress.message("this model has no chat template: continuing the prompt as plain text")
+        ignored = [flag for flag, given in (
+            ("--system", system is not None),
+            ("--continue/--id", continue_ or conversation_id is not None),
+        ) if given]  # fmt: skip
+        progress.message(
+            "this model has no chat template (a base model): continuing the prompt as plain "
+            "text, not stored in the history"
+            + (f"; {' and '.join(ignored)} ignored" if ignored else "")
+        )
         sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=())
         _run_plain(engine, resolved, text, None, True, progress, stats, **sampling)
         return

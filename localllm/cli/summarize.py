@@ -55,22 +55,39 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
-    from localllm.summarize.cache import SummaryCache
-    from localllm.summarize.pipeline import Summarizer, SummaryOptions
+    from localllm.summarize.pipeline import SummaryOptions
     from localllm.summarize.readers import open_document
 
     settings = Settings.from_env()
     progress = TerminalProgress(quiet=quiet)
     spool = settings.cache_dir / "spool"
-    docs = [open_document(name, spool) for name in files]  # every input checked before any work
-    if combine and len(docs) > 1:
-        from localllm.summarize.readers import combine_documents
+    docs: list = []
+    try:
+        for name in files:  # every input checked before any work
+            docs.append(open_document(name, spool))
+        inputs = docs
+        if combine and len(docs) > 1:
+            from localllm.summarize.readers import combine_documents
 
-        docs = [combine_documents(docs, spool)]
+            inputs = [combine_documents(docs, spool)]
+            docs.append(inputs[0])
+        _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
+                       options=SummaryOptions(length, style, lang), use_cache=not no_cache,
+                       output=output, as_json=as_json)  # fmt: skip
+    finally:
+        for doc in docs:
+            doc.discard()  # spooled stdin and pipes are not kept
+
+
+def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
+                   output, as_json) -> None:  # fmt: skip
+    from localllm.summarize.cache import SummaryCache
+    from localllm.summarize.pipeline import Summarizer
+
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers)
     summarizer = Summarizer(
-        engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", not no_cache),
-        SummaryOptions(length, style, lang), progress, spool,
+        engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", use_cache),
+        options, progress, settings.cache_dir / "spool",
     )  # fmt: skip
     stream = output is None and not as_json
     results = []

@@ -29,14 +29,10 @@ from localllm.engine.build import build_info, gpu_backend_name, offload_target
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.stops import StopScanner
-from localllm.errors import LocalLLMError, ModelLoadError
+from localllm.errors import ContextOverflow, ModelLoadError
 from localllm.gguf_meta import GGUFInfo, read_gguf_info
 
 REPEAT_WINDOW = 64  # tokens the repeat penalty looks back over (llama-cpp-python's default)
-
-
-class ContextOverflow(LocalLLMError, ValueError):
-    """A prompt that leaves no room in the context window for an answer."""
 
 
 _QUIET_LOG_CALLBACK = None  # kept referenced: llama.cpp holds a raw pointer to it
@@ -223,11 +219,10 @@ class LlamaEngine:
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lib.llama_sampler_chain_add
         if params.repeat_penalty != 1.0:
-            # llama-cpp-python 0.3.36 declares a leading n_vocab that llama.cpp's function no
-            # longer takes; integer and float arguments travel in separate registers (x86-64
-            # SysV, arm64), so the C side reads the first integer as the look-back window.
+            # The vendored llama.cpp takes n_vocab first (it sizes the penalty's token
+            # table), as llama-cpp-python declares it: pass the real vocabulary size.
             penalties = lib.llama_sampler_init_penalties(
-                REPEAT_WINDOW, REPEAT_WINDOW, params.repeat_penalty, 0.0, 0.0
+                self._llm.n_vocab(), REPEAT_WINDOW, params.repeat_penalty, 0.0, 0.0
             )
             add(chain, penalties)
         if params.temperature <= 0:
@@ -251,6 +246,31 @@ class LlamaEngine:
         if piece is None:
             piece = self._pieces[token] = self._llm.detokenize([token])
         return piece
+
+    def score(self, prompt_tokens: list[int], continuation: list[int]) -> float:
+        """log p(continuation | prompt) in nats: how likely the model finds an answer.
+
+        Lets callers (and tests that must hold on any CPU) compare candidate answers by
+        likelihood instead of trusting which of two near-tied tokens greedy decoding picks.
+        """
+        import numpy as np
+
+        if len(prompt_tokens) + len(continuation) > self.n_ctx or not prompt_tokens:
+            raise ContextOverflow(
+                f"{len(prompt_tokens) + len(continuation)} tokens do not fit the context "
+                f"window of {self.n_ctx}: shorten them or raise --ctx"
+            )
+        n_vocab = self._llm.n_vocab()
+        total = 0.0
+        with self._lock:
+            self._decode(prompt_tokens[self._reuse_cache(prompt_tokens) :])
+            for token in continuation:
+                pointer = self._lib.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+                logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
+                top = logits.max()
+                total += float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+                self._decode([token])
+        return total
 
     def stream(
         self,

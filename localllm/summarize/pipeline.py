@@ -218,13 +218,20 @@ class Summarizer:
                           self.engine.detokenize, max(16, room // 2))  # fmt: skip
         groups: list[list[str]] = [[]]
         for partial in partials:
-            # A partial longer than half the room is cut to it, so any two always fit together.
-            text = next(iter(counter.chunks(iter([partial]))), "")
-            candidate = [*groups[-1], text]
-            if groups[-1] and counter.count("\n\n".join(candidate)) > room:
-                groups.append([text])
-            else:
-                groups[-1] = candidate
+            # A partial longer than half the room is split into pieces of at most half, so
+            # any two always fit together; all of its text goes on to the merge.
+            pieces = list(counter.chunks(iter([partial]))) or [""]
+            if len(pieces) > 1:
+                self.progress.message(
+                    f"a partial summary of {counter.count(partial)} tokens is merged in "
+                    f"{len(pieces)} pieces"
+                )
+            for text in pieces:
+                candidate = [*groups[-1], text]
+                if groups[-1] and counter.count("\n\n".join(candidate)) > room:
+                    groups.append([text])
+                else:
+                    groups[-1] = candidate
         return groups
 
     def _rate(self) -> float:

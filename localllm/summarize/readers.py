@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from localllm.errors import LocalLLMError
+from localllm.errors import DocumentError
 
 BLOCK = 1024 * 1024  # bytes read at a time
 SNIFF = 64 * 1024  # bytes used to detect binary content and the encoding
@@ -28,10 +28,6 @@ BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
-
-
-class DocumentError(LocalLLMError, ValueError):
-    """An input that cannot be summarized (missing, empty, binary, unreadable)."""
 
 
 @dataclass
@@ -44,12 +40,32 @@ class Document:
     encoding: str | None = None
     sha256: str = ""
     warnings: list[str] = field(default_factory=list)
+    temporary: bool = False  # a spooled copy (stdin, a pipe, --combine): ours to delete
+
+    def discard(self) -> None:
+        """Delete the spooled copy, if this is one: what came in on a pipe is not kept."""
+        if self.temporary:
+            self.path.unlink(missing_ok=True)
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """UTF-16 text without a BOM: mostly-ASCII text has a zero in every other byte."""
+    even, odd = head[0::2], head[1::2]
+    if len(head) < 4 or head.count(0) < len(head) // 4:
+        return None
+    if odd.count(0) > 0.6 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.6 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def _sniff_encoding(head: bytes) -> str:
     for bom, name in BOMS:
         if head.startswith(bom):
             return name
+    if utf16 := _utf16_without_bom(head):
+        return utf16
     # UTF-8 with a few damaged bytes is still UTF-8 (they are replaced, with a warning);
     # a legacy code page fails UTF-8 on nearly every accented letter instead.
     decoded = head.decode("utf-8", errors="replace")
@@ -69,6 +85,12 @@ def _sniff_encoding(head: bytes) -> str:
     return "cp1252" if "cp1252" in tied else best.encoding
 
 
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Bytes of unknown encoding as text, and the encoding used (undecodable bytes -> U+FFFD)."""
+    encoding = _sniff_encoding(data[:SNIFF])
+    return data.decode(encoding, errors="replace"), encoding
+
+
 def _looks_binary(head: bytes, encoding: str) -> bool:
     return "16" not in encoding and b"\0" in head
 
@@ -83,14 +105,35 @@ def _hash_file(path: Path) -> str:
 
 def open_document(name: str, spool_dir: Path) -> Document:
     """Check an input and work out how to read it; stdin ('-') is spooled to a file first."""
-    if name == "-":
-        path = _spool_stdin(spool_dir)
+    spooled = name == "-"
+    if spooled:
+        path = _spool_stream(sys.stdin.buffer, spool_dir)
     else:
         path = Path(name).expanduser()
         if not path.exists():
             raise DocumentError(f"{name}: no such file: check the path")
         if path.is_dir():
             raise DocumentError(f"{name} is a directory: give the files inside it")
+        if not path.is_file():
+            # A pipe such as <(cmd) has no size and can be read only once: keep a copy.
+            path, spooled = _spool_path(name, path, spool_dir), True
+    try:
+        return _inspect(name, path, spooled)
+    except BaseException:
+        if spooled:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _spool_path(name: str, path: Path, spool_dir: Path) -> Path:
+    try:
+        with path.open("rb") as stream:
+            return _spool_stream(stream, spool_dir)
+    except OSError as exc:
+        raise DocumentError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _inspect(name: str, path: Path, spooled: bool) -> Document:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
@@ -99,7 +142,7 @@ def open_document(name: str, spool_dir: Path) -> Document:
         raise DocumentError(f"cannot read {name}: {exc.strerror or exc}") from None
     if size == 0 or not head.strip():
         raise DocumentError(f"{name} is empty: there is nothing to summarize")
-    doc = Document(name="stdin" if name == "-" else name, path=path, kind="text")
+    doc = Document(name="stdin" if name == "-" else name, path=path, kind="text", temporary=spooled)
     if path.suffix.lower() == ".pdf" or head.startswith(b"%PDF-"):
         doc.kind = "pdf"
     else:
@@ -116,10 +159,15 @@ def open_document(name: str, spool_dir: Path) -> Document:
     return doc
 
 
-def _spool_stdin(spool_dir: Path) -> Path:
+def _spool_stream(stream, spool_dir: Path) -> Path:
     spool_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("wb", dir=spool_dir, prefix="stdin-", delete=False) as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, BLOCK)
+        try:
+            shutil.copyfileobj(stream, out, BLOCK)
+        except BaseException:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+            raise
     return Path(out.name)
 
 
@@ -145,22 +193,37 @@ class _VisibleText(HTMLParser):
     """Collects the text a browser would show: no scripts, styles or head."""
 
     SKIP = frozenset({"script", "style", "head", "noscript", "template", "svg"})
+    # What may stand in <head>; any other tag means the body began (its end tag is optional).
+    HEAD_CONTENT = frozenset({"title", "meta", "link", "base", "style", "script", "noscript",
+                              "template"})  # fmt: skip
     BREAKS = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section",
               "article", "blockquote", "pre", "ul", "ol", "table", "header", "footer"})  # fmt: skip
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.skipping = 0
+        self.in_head = False
         self.out: list[str] = []
 
     def handle_starttag(self, tag, attrs):
+        if self.in_head and tag not in self.HEAD_CONTENT:
+            self._leave_head()
+        if tag == "head":
+            self.in_head = True
         if tag in self.SKIP:
             self.skipping += 1
         elif tag in self.BREAKS:
             self.out.append("\n\n")
 
+    def _leave_head(self) -> None:
+        self.in_head = False
+        self.skipping = max(0, self.skipping - 1)
+
     def handle_endtag(self, tag):
-        if tag in self.SKIP and self.skipping:
+        if tag == "head":
+            if self.in_head:
+                self._leave_head()
+        elif tag in self.SKIP and self.skipping:
             self.skipping -= 1
         elif tag in self.BREAKS:
             self.out.append("\n\n")
@@ -200,12 +263,31 @@ def _pdf_blocks(doc: Document) -> Iterator[str]:
 
 
 def text_blocks(doc: Document) -> Iterator[str]:
-    """The document's text, in blocks of about a megabyte."""
+    """The document's text, in blocks of about a megabyte.
+
+    A document with no text in it (a page of markup only, a scanned PDF) raises
+    DocumentError once it has been read through: there is nothing to work on.
+    """
     if doc.kind == "pdf":
-        return _pdf_blocks(doc)
-    if doc.kind == "html":
-        return _html_blocks(doc)
-    return _decoded_blocks(doc)
+        blocks = _pdf_blocks(doc)
+    elif doc.kind == "html":
+        blocks = _html_blocks(doc)
+    else:
+        blocks = _decoded_blocks(doc)
+    return _nonempty(doc, blocks)
+
+
+def _nonempty(doc: Document, blocks: Iterator[str]) -> Iterator[str]:
+    seen_text = False
+    for block in blocks:
+        seen_text = seen_text or bool(block.strip())
+        yield block
+    if not seen_text:
+        hint = {
+            "pdf": "a scanned PDF has only images: run OCR on it first",
+            "html": "the page has markup but no visible text",
+        }.get(doc.kind, "it holds only whitespace")
+        raise DocumentError(f"{doc.name} has no text to work on ({hint})")
 
 
 def combine_documents(docs: list[Document], spool_dir: Path) -> Document:
@@ -214,14 +296,20 @@ def combine_documents(docs: list[Document], spool_dir: Path) -> Document:
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=spool_dir, prefix="combined-", suffix=".txt", delete=False
     ) as out:
-        for doc in docs:
-            out.write(f"# {Path(doc.name).name}\n\n")
-            for block in text_blocks(doc):
-                out.write(block)
-            out.write("\n\n")
-    combined = Document(
-        name=" + ".join(d.name for d in docs), path=Path(out.name), kind="text", encoding="utf-8"
-    )
+        combined = Document(
+            name=" + ".join(d.name for d in docs), path=Path(out.name), kind="text",
+            encoding="utf-8", temporary=True,
+        )  # fmt: skip
+        try:
+            for doc in docs:
+                out.write(f"# {Path(doc.name).name}\n\n")
+                for block in text_blocks(doc):
+                    out.write(block)
+                out.write("\n\n")
+        except BaseException:
+            out.close()
+            combined.discard()
+            raise
     combined.sha256 = _hash_file(combined.path)
     combined.warnings = [w for d in docs for w in d.warnings]
     return combined
