@@ -4,7 +4,9 @@ A streaming parser over any binary reader (a local file here; an HTTP range
 reader for remote files), because gguf's GGUFReader decodes every metadata
 array eagerly and takes seconds on a real vocabulary. Only the values we use
 are decoded; large arrays (tokens, merges) are skipped. It validates magic,
-version and that the tensor data lies within the file; it never runs a model.
+version and that the tensor data lies within the file, and what llama.cpp
+asserts on rather than refuses (an assertion aborts the whole process): two
+equal tokens, impossible layer or expert counts. It never runs a model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ GGUF_MAGIC = b"GGUF"
 KV_CACHE_BYTES_PER_VALUE = 2  # llama.cpp keeps the KV cache in f16 by default
 DEFAULT_ALIGNMENT = 32
 MAX_STRING = 64 * 1024 * 1024  # no sane header string is larger; guards corrupt lengths
+GGML_MAX_DIMS = 4  # ggml.h
+LLAMA_MAX_LAYERS = 512  # llama-hparams.h: llama.cpp asserts block_count in (0, 512]
+LLAMA_MAX_EXPERTS = 1024  # llama-hparams.h
 
 # GGUF metadata value types -> struct format of one scalar.
 _SCALARS = {
@@ -36,8 +41,10 @@ _SCALARS = {
     12: "d",
 }
 _STRING, _ARRAY = 8, 9
+_TOKENS = "tokenizer.ggml.tokens"
+_LENGTH = struct.Struct("<Q")
 # Arrays we never need decoded: skipped, only their length is kept.
-_SKIP_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.scores",
+_SKIP_ARRAYS = (_TOKENS, "tokenizer.ggml.merges", "tokenizer.ggml.scores",
                 "tokenizer.ggml.token_type")  # fmt: skip
 
 
@@ -48,11 +55,14 @@ class _Truncated(Exception):
 class _Cursor:
     """Little-endian reads from a binary stream, raising _Truncated at EOF."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, size: int | None = None):
         self.stream = stream
         self.pos = 0
+        self.size = size  # when known, no read may run past it (a corrupt count or length)
 
     def read(self, n: int) -> bytes:
+        if self.size is not None and self.pos + n > self.size:
+            raise _Truncated
         data = self.stream.read(n)
         if len(data) != n:
             raise _Truncated
@@ -62,11 +72,14 @@ class _Cursor:
     def unpack(self, fmt: str) -> Any:
         return struct.unpack("<" + fmt, self.read(struct.calcsize(fmt)))[0]
 
-    def string(self) -> str:
+    def raw_string(self) -> bytes:
         n = self.unpack("Q")
         if n > MAX_STRING:
             raise ValueError(f"string of {n} bytes")
-        return self.read(n).decode("utf-8", "replace")
+        return self.read(n)
+
+    def string(self) -> str:
+        return self.raw_string().decode("utf-8", "replace")
 
     def skip(self, n: int) -> None:
         self.read(n)  # works on non-seekable streams too
@@ -88,11 +101,52 @@ class _Cursor:
         if item_type in _SCALARS:
             self.skip(struct.calcsize(_SCALARS[item_type]) * count)
         elif item_type == _STRING:
-            for _ in range(count):
-                self.skip(self.unpack("Q"))
+            self._strings(count)
         else:
             for _ in range(count):
                 self.value(item_type, keep=False)
+
+    def _strings(self, count: int, unique: bool = False) -> None:
+        """Read past `count` strings (the hot loop of a header: ~50k tokens, ~50k merges).
+
+        unique: raise ValueError when two are equal as llama.cpp compares them,
+        as C strings (up to a NUL byte), an empty one renamed [EMPTY_<i>]: two
+        equal tokens make it abort (llama-vocab.cpp asserts
+        id_to_token.size() == token_to_id.size()).
+        """
+        read, length = self.stream.read, _LENGTH.unpack
+        end = self.pos
+        limit = self.size if self.size is not None else float("inf")
+        seen: set[bytes] = set()
+        for i in range(count):
+            head = read(8)
+            if len(head) != 8:
+                raise _Truncated
+            (n,) = length(head)
+            if n > MAX_STRING:
+                raise ValueError(f"string of {n} bytes")
+            end += 8 + n
+            if end > limit:
+                raise _Truncated
+            word = read(n)
+            if len(word) != n:
+                raise _Truncated
+            if unique:
+                if b"\0" in word:
+                    word = word[: word.index(b"\0")]
+                seen.add(word or b"[EMPTY_%d]" % i)
+                if len(seen) <= i:
+                    raise ValueError(f"token {i} of the vocabulary repeats an earlier one")
+        self.pos = end
+
+    def tokens(self) -> int:
+        """Read past the vocabulary array, checking no two tokens are equal; returns its length."""
+        item_type, count = self.unpack("I"), self.unpack("Q")
+        if item_type != _STRING:
+            self._skip_array(item_type, count)  # llama.cpp refuses it with an error of its own
+        else:
+            self._strings(count, unique=True)
+        return count
 
 
 @dataclass(frozen=True)
@@ -185,15 +239,65 @@ class GGUFInfo:
         return layers * kv_heads * (k + v) * KV_CACHE_BYTES_PER_VALUE
 
 
-def _tensor_bytes(type_id: int, shape: tuple[int, ...]) -> tuple[str, int]:
+def _tensor_bytes(name: str, type_id: int, shape: tuple[int, ...]) -> tuple[str, int]:
+    """The type's name and the tensor's size in bytes; ValueError where ggml would refuse it."""
     import gguf
 
-    qtype = gguf.GGMLQuantizationType(type_id)
-    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    try:
+        qtype = gguf.GGMLQuantizationType(type_id)
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    except (ValueError, KeyError):
+        raise ValueError(f"tensor {name} has unknown type {type_id}") from None
     n = 1
     for d in shape:
+        if not 0 < d < 2**63:
+            raise ValueError(f"tensor {name} has a dimension of {d}")
         n *= d
+    if n >= 2**63:
+        raise ValueError(f"tensor {name} has {n} elements")
+    if (shape[0] if shape else 1) % block:
+        raise ValueError(f"tensor {name} rows do not fill whole {qtype.name} blocks")
     return qtype.name, n // block * type_size
+
+
+def _check_layout(tensors: list[TensorInfo], align: int) -> None:
+    """Each tensor's data starts where the one before it ends, padded (as gguf.cpp requires)."""
+    expected = 0
+    for t in tensors:
+        if t.offset != expected:
+            raise ValueError(f"tensor {t.name} starts at {t.offset}, not {expected}")
+        expected += (t.n_bytes + align - 1) // align * align
+
+
+def _check_counts(info: GGUFInfo) -> None:
+    """Counts llama.cpp refuses (vocabulary arrays) or asserts on (llama-model.cpp load_hparams)."""
+    n_tokens = info.get(_TOKENS)
+    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        n = info.get(key)
+        if isinstance(n_tokens, int) and isinstance(n, int) and n < n_tokens:
+            raise ValueError(f"{key} has {n} entries for {n_tokens} tokens")
+    if info.architecture in ("", "clip"):  # llama.cpp reads no hyperparameters for these
+        return
+    layers = info.block_count
+    if layers is not None:
+        if not 0 < layers <= LLAMA_MAX_LAYERS:
+            raise ValueError(f"block_count is {layers}")
+        if (info._arch_int("nextn_predict_layers") or 0) > layers:
+            raise ValueError("more next-token layers than layers")
+    experts = info._arch_int("expert_count") or 0
+    used = info._arch_int("expert_used_count") or 0
+    groups = info._arch_int("expert_group_count") or 0
+    group_used = info._arch_int("expert_group_used_count") or 0
+    if experts <= 1 and info.architecture in ("hunyuan-dense", "hunyuan_vl"):
+        experts = used = 0  # llama.cpp resets these for them
+    if experts:
+        ok = experts <= LLAMA_MAX_EXPERTS and 0 < used <= experts and groups < experts
+        if groups > 1:
+            ok = ok and experts % groups == 0 and 0 < group_used < groups
+    else:
+        ok = used == 0 and groups == 0
+    if not ok:
+        raise ValueError(f"expert counts {experts}, {used} used, {groups} groups are impossible")
 
 
 def parse_header(stream: BinaryIO, size: int | None = None, path: Path | None = None) -> GGUFInfo:
@@ -202,7 +306,7 @@ def parse_header(stream: BinaryIO, size: int | None = None, path: Path | None = 
     Raises ValueError / _Truncated on malformed input; read_gguf_info turns
     those into user-facing errors.
     """
-    cur = _Cursor(stream)
+    cur = _Cursor(stream, size or None)
     if cur.read(4) != GGUF_MAGIC:
         raise ValueError("bad magic")
     version = cur.unpack("I")
@@ -212,16 +316,30 @@ def parse_header(stream: BinaryIO, size: int | None = None, path: Path | None = 
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string()
-        metadata[key] = cur.value(cur.unpack("I"), keep=key not in _SKIP_ARRAYS)
+        if key in metadata:
+            raise ValueError(f"key {key} appears twice")
+        vtype = cur.unpack("I")
+        if key == _TOKENS and vtype == _ARRAY:
+            metadata[key] = cur.tokens()
+        else:
+            metadata[key] = cur.value(vtype, keep=key not in _SKIP_ARRAYS)
     tensors = []
     for _ in range(n_tensors):
         name = cur.string()
-        shape = tuple(cur.unpack("Q") for _ in range(cur.unpack("I")))
-        type_name, n_bytes = _tensor_bytes(cur.unpack("I"), shape)
+        n_dims = cur.unpack("I")
+        if n_dims > GGML_MAX_DIMS:
+            raise ValueError(f"tensor {name} has {n_dims} dimensions")
+        shape = tuple(cur.unpack("Q") for _ in range(n_dims))
+        type_name, n_bytes = _tensor_bytes(name, cur.unpack("I"), shape)
         tensors.append(TensorInfo(name, shape, type_name, cur.unpack("Q"), n_bytes))
-    align = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
+    align = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise ValueError(f"alignment {align!r} is not a power of 2")
+    _check_layout(tensors, align)
     data_offset = (cur.pos + align - 1) // align * align
-    return GGUFInfo(path, size or 0, version, metadata, tuple(tensors), data_offset)
+    info = GGUFInfo(path, size or 0, version, metadata, tuple(tensors), data_offset)
+    _check_counts(info)
+    return info
 
 
 def _open_error(path: Path, exc: OSError) -> InvalidModelFile:
@@ -244,9 +362,9 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     except OSError as exc:
         raise _open_error(path, exc) from None
     except (_Truncated, ValueError, KeyError, UnicodeDecodeError) as exc:
-        detail = "cut short" if isinstance(exc, _Truncated) else str(exc) or "malformed"
+        detail = "header cut short" if isinstance(exc, _Truncated) else str(exc) or "malformed"
         raise InvalidModelFile(
-            f"{path} is a damaged or truncated GGUF file (header {detail}): download it again"
+            f"{path} is a damaged or truncated GGUF file ({detail}): download it again"
         ) from None
     if info is None:
         raise InvalidModelFile(

@@ -9,14 +9,13 @@ come from tokenizer_config.json in both cases.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 
 import gguf
 
 from quantize.checkpoint import Checkpoint
 from quantize.errors import CheckpointError, UnsupportedModel
-from quantize.pretokenizers import pre_tokenizer_name
+from quantize.pretokenizers import identify
 from quantize.spm_model import parse_model
 
 T = gguf.TokenType
@@ -114,13 +113,8 @@ def read_bpe(ckpt: Checkpoint, tokenizer: dict) -> Vocab:
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     token_types = [types.get(i, T.UNUSED) for i in range(size)]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    pre = pre_tokenizer_name(tokenizer.get("pre_tokenizer"), ckpt.architecture)
-    if pre is None:
-        warnings.warn(
-            "unrecognised pre-tokenizer in tokenizer.json; using llama.cpp's default, "
-            "which may split text differently from the original",
-            stacklevel=2,
-        )
+    section = tokenizer.get("pre_tokenizer")
+    pre = identify(ckpt.folder / "tokenizer.json", section, ckpt.architecture)
     vocab = Vocab(
         "gpt2", tokens, token_types, merges=merges, pre=pre, add_bos=False, add_space_prefix=False
     )

@@ -65,7 +65,9 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 def tiny_tokenizer(pre: str) -> dict:
     tokens = SPECIALS + byte_alphabet() + ["".join(m) for m in MERGES]
-    added = [{"id": i, "content": t, "special": True} for i, t in enumerate(SPECIALS)]
+    # every flag, as tokenizers needs them to load the file (the probe hash does)
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, t in enumerate(SPECIALS)]  # fmt: skip
     return {
         "version": "1.0",
         "added_tokens": added,
@@ -117,6 +119,7 @@ def tiny_tensors(family: str, config: dict) -> dict[str, tuple[int, ...]]:
 
 
 FAMILIES = {
+    "llama": ("LlamaForCausalLM", "smollm", {}),
     "qwen2": ("Qwen2ForCausalLM", "qwen2", {}),
     "qwen3": ("Qwen3ForCausalLM", "qwen2", {"head_dim": 32}),
     "phi3": ("Phi3ForCausalLM", "gpt-2", {}),
@@ -124,11 +127,30 @@ FAMILIES = {
 }
 
 
-def write_tiny_checkpoint(folder: Path, family: str, seed: int = 0) -> dict[str, np.ndarray]:
-    """A random-weight checkpoint of a registered family; returns its tensors."""
+def rope_config(rope: dict, layout: int) -> dict:
+    """RoPE settings (rope_theta, rope_type, factors) as transformers `layout` writes config.json.
+
+    4: rope_theta at the top level, the scaling in rope_scaling (null when there is none);
+    5: all of it in rope_parameters.
+    """
+    if layout == 5:
+        return {"rope_parameters": {"rope_type": "default", **rope}}
+    scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
+    return {"rope_theta": rope["rope_theta"], "rope_scaling": scaling or None}
+
+
+def write_tiny_checkpoint(
+    folder: Path, family: str, seed: int = 0, *, layout: int = 4, rope: dict | None = None
+) -> dict[str, np.ndarray]:
+    """A random-weight checkpoint of a registered family; returns its tensors.
+
+    Its config.json is laid out as transformers `layout` (4 or 5) writes one, with `rope`
+    added to TINY's rope_theta.
+    """
     architecture, pre, extra = FAMILIES[family]
     config = {**TINY, **extra, "architectures": [architecture], "model_type": family,
               "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # fmt: skip
+    config |= rope_config({"rope_theta": config.pop("rope_theta"), **(rope or {})}, layout)
     folder.mkdir(parents=True, exist_ok=True)
     _write_tensors(folder, tiny_tensors(family, config), seed)
     (folder / "config.json").write_text(json.dumps(config))

@@ -21,6 +21,7 @@ from localllm.engine.llama import load_engine
 from quantize.formats import output_type
 from quantize.native import llama_quantize
 from quantize.pipeline import quantize
+from quantize.pretokenizers import probe_hash, probe_hashes
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +116,11 @@ def test_hyperparameters_and_vocabulary_survive_the_round_trip(
         assert key in after, key
         assert after[key].contents() == before[key].contents(), key
     assert after["general.quantized_by"].contents() == "localllm"
+
+
+def test_smollms_tokenizer_hashes_to_the_name_llama_cpp_gives_it(smol_checkpoint):
+    """The probe hash of the real vocabulary is in the reference's table, under smollm."""
+    assert probe_hashes().get(probe_hash(smol_checkpoint / "tokenizer.json")) == "smollm"
 
 
 @pytest.mark.parametrize("model", ["smol", "gemma"])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import run_cli
+from gguf_damage import copy_with_equal_tokens
 
 CAPITAL = "Which city is the capital of France?"
 SKY = "What colour is the sky on a clear day?"
@@ -115,7 +116,7 @@ def test_non_utf8_stdin_is_read_not_a_crash(starter_home):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"Traceback" not in proc.stderr and b"internal error" not in proc.stderr
-    assert b"stdin is not UTF-8: read it as cp1252" in proc.stderr
+    assert b"stdin is not UTF-8: read it as cp125" in proc.stderr  # 0xE9 is é in cp1250-1252
     assert proc.stdout.strip()
 
 
@@ -173,6 +174,14 @@ def test_truncated_gguf_is_a_one_line_error(starter_home, starter_path, tmp_path
         cut.write_bytes(src.read(keep_bytes))
     proc = run_cli("run", "-m", str(cut), "hi", home=starter_home)
     _assert_one_line_error(proc, "truncated", "download it again")
+
+
+def test_two_equal_tokens_are_a_one_line_error(starter_home, starter_path, tmp_path):
+    """llama.cpp aborts on them (exit 134, not a word); we say the file is damaged."""
+    copy = tmp_path / "equal-tokens.gguf"
+    copy_with_equal_tokens(starter_path, copy)
+    proc = run_cli("run", "-m", str(copy), "hi", home=starter_home)
+    _assert_one_line_error(proc, "damaged", "repeats", "download it again")
 
 
 def test_directory_is_a_one_line_error(starter_home, tmp_path):

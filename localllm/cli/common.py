@@ -60,6 +60,7 @@ def load_model(
     in_child_process loads it in a process of its own (engine/remote.py), for the chat
     app, whose drawing would otherwise compete with generation for the GIL."""
     from localllm.engine import LoadOptions
+    from localllm.store.probe import check_loadable
     from localllm.store.resolve import mark_used, resolve_model
 
     if in_child_process:
@@ -70,6 +71,7 @@ def load_model(
     model = resolve_model(
         settings, model_ref, progress, show_pip_progress=getattr(progress, "bars", False)
     )
+    check_loadable(settings, model.path)  # a file new to us: would llama.cpp crash on it?
     options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
     engine = load_engine(model.path, options)
     for note in engine.plan.notes:

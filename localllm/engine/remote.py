@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -65,8 +66,6 @@ def _quiet_output() -> None:
 
 def _serve(conn, path: str, options: LoadOptions, cancel) -> None:
     """The child process: load the model, then answer requests until told to stop."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
     if not options.verbose:
         _quiet_output()
@@ -152,6 +151,15 @@ class RemoteEngine:
         if self._process is not None:
             self._process.join(timeout=1)
         code = self._process.exitcode if self._process else None
+        from localllm.store.probe import crash_name
+
+        crash = crash_name(code)
+        if crash:  # an assertion in llama.cpp (SIGABRT), or a bad read
+            return ModelLoadError(
+                f"llama.cpp crashed in the model process ({crash}): the model file may be "
+                "damaged; download it again, or run with LOCALLLM_DEBUG=1 to see llama.cpp's "
+                "messages"
+            )
         return ModelLoadError(
             f"the model process stopped (exit code {code}); it may have run out of memory: "
             "try a smaller model or --ctx, or LOCALLLM_DEBUG=1 to see llama.cpp's messages"

@@ -36,6 +36,42 @@ DECODER_LAYOUT = {
 }
 BLOCK_NAME = re.compile(r"^blk\.(\d+)\.([a-z_0-9]+)\.(weight|bias)$")
 GLOBAL_NAME = re.compile(r"^([a-z_0-9]+)\.(weight|bias)$")
+# Scaling that GGUF states as keys, for any family (as llama.cpp's converter writes it);
+# "llama3" and "longrope" become rope-factor tensors in the family's own code.
+ROPE_SCALING = {"linear": gguf.RopeScalingType.LINEAR, "yarn": gguf.RopeScalingType.YARN}
+# transformers' optional yarn settings -> the llama.cpp key suffix; absent, llama.cpp derives them.
+YARN_KEYS = {"extrapolation_factor": "yarn_ext_factor", "attention_factor": "yarn_attn_factor",
+             "beta_fast": "yarn_beta_fast", "beta_slow": "yarn_beta_slow"}  # fmt: skip
+
+
+def rope_parameters(config: dict) -> dict:
+    """The full-attention layers' RoPE settings, from config.json in either layout.
+
+    transformers 4 writes rope_theta (and Phi-3's partial_rotary_factor and
+    original_max_position_embeddings) at the top level and the scaling as
+    `rope_scaling`, null when there is none; transformers 5 writes all of it as
+    `rope_parameters`, keyed by layer type for models that mix attention kinds.
+    """
+    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if "full_attention" in params or "sliding_attention" in params:
+        params = params.get("full_attention") or {}
+    params = dict(params)
+    for key in ("rope_theta", "partial_rotary_factor", "original_max_position_embeddings"):
+        if params.get(key) is None and config.get(key) is not None:
+            params[key] = config[key]
+    # transformers reads an absent type as plain RoPE; older configs call the key "type"
+    params["rope_type"] = params.get("rope_type") or params.get("type") or "default"
+    return params
+
+
+def rope_value(rope: dict, key: str) -> Any:
+    """A RoPE setting the maths needs: an error naming it rather than a guess."""
+    if rope.get(key) is None:
+        raise UnsupportedModel(
+            f"config.json has no {key} (neither at the top level nor in rope_parameters): "
+            "the checkpoint is incomplete"
+        )
+    return rope[key]
 
 
 def register(cls: type[Architecture]) -> type[Architecture]:
@@ -78,6 +114,7 @@ class Architecture:
     layout: ClassVar[dict[str, str]] = DECODER_LAYOUT
     # Tensors checkpoints carry that llama.cpp recomputes itself.
     ignored: ClassVar[re.Pattern] = re.compile(r"rotary_emb\.inv_freq$|\.masked_bias$")
+    rope_types: ClassVar[frozenset[str]] = frozenset({"default", *ROPE_SCALING})
 
     def __init__(self, config: dict):
         self.config = config
@@ -118,6 +155,16 @@ class Architecture:
     def tied_embeddings(self) -> bool:
         return bool(self.get("tie_word_embeddings", False))
 
+    @property
+    def rope(self) -> dict:
+        rope = rope_parameters(self.config)
+        if rope["rope_type"] not in self.rope_types:
+            raise UnsupportedModel(
+                f"config.json asks for rope_type {rope['rope_type']!r}, which localllm does not "
+                f"convert for {self.gguf_name()} (it converts {', '.join(sorted(self.rope_types))})"
+            )
+        return rope
+
     def write_hparams(self, writer: gguf.GGUFWriter) -> None:
         writer.add_context_length(int(self.get("max_position_embeddings", 4096)))
         writer.add_embedding_length(int(self.need("hidden_size")))
@@ -125,8 +172,26 @@ class Architecture:
         writer.add_feed_forward_length(int(self.need("intermediate_size")))
         writer.add_head_count(self.n_head)
         writer.add_head_count_kv(self.n_head_kv)
-        writer.add_rope_freq_base(float(self.get("rope_theta", 10000.0)))
-        writer.add_layer_norm_rms_eps(float(self.get("rms_norm_eps", 1e-6)))
+        writer.add_key_length(self.head_dim)
+        writer.add_value_length(self.head_dim)
+        writer.add_rope_freq_base(float(rope_value(self.rope, "rope_theta")))
+        writer.add_layer_norm_rms_eps(float(self.need("rms_norm_eps")))
+        self.write_rope_scaling(writer)
+
+    def write_rope_scaling(self, writer: gguf.GGUFWriter) -> None:
+        rope = self.rope
+        kind = ROPE_SCALING.get(rope["rope_type"])
+        if kind is None:
+            return  # plain RoPE, or scaling the family writes as tensors
+        writer.add_rope_scaling_type(kind)
+        writer.add_rope_scaling_factor(float(rope_value(rope, "factor")))
+        if kind == gguf.RopeScalingType.YARN:
+            original = rope_value(rope, "original_max_position_embeddings")
+            writer.add_rope_scaling_orig_ctx_len(int(original))
+            arch = self.gguf_name()
+            for key, suffix in YARN_KEYS.items():  # raw keys: older gguf has no setters
+                if rope.get(key) is not None:
+                    writer.add_float32(f"{arch}.rope.scaling.{suffix}", float(rope[key]))
 
     # -- tensors -------------------------------------------------------------
 

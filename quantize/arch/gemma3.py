@@ -36,14 +36,14 @@ class Gemma3(Architecture):
 
     def write_hparams(self, writer: gguf.GGUFWriter) -> None:
         super().write_hparams(writer)
-        writer.add_key_length(self.head_dim)
-        writer.add_value_length(self.head_dim)
         if self.get("sliding_window"):
             writer.add_sliding_window(int(self.config["sliding_window"]))
-        scaling = self.get("rope_scaling") or {}
-        if scaling.get("rope_type", scaling.get("type")) == "linear":
-            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-            writer.add_rope_scaling_factor(float(scaling["factor"]))
+        # the local layers' base: transformers 5 nests it by layer type, 4 names it apart;
+        # absent, both mean 10000, which is also what llama.cpp assumes
+        local = (self.get("rope_parameters") or {}).get("sliding_attention") or {}
+        base = local.get("rope_theta", self.get("rope_local_base_freq"))
+        if base is not None:
+            writer.add_float32(f"{self.gguf_name()}.rope.freq_base_swa", float(base))
 
     @staticmethod
     def _is_norm(name: str) -> bool:
@@ -63,7 +63,7 @@ class Gemma3(Architecture):
             hidden_activation="gelu_pytorch_tanh",
             query_pre_attn_scalar=config.get("head_dim", 256),
             sliding_window=int(kv.get("gemma3.attention.sliding_window", 512)),
-            rope_local_base_freq=10000.0,
+            rope_local_base_freq=float(kv.get("gemma3.rope.freq_base_swa", 10000.0)),
         )
         return config
 

@@ -14,7 +14,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from quantize.arch.base import Architecture, register
+from quantize.arch.base import Architecture, register, rope_parameters, rope_value
 
 
 def permute_rows(values: np.ndarray, n_head: int) -> np.ndarray:
@@ -38,14 +38,15 @@ def unpermute_rows(values: np.ndarray, n_head: int) -> np.ndarray:
 
 def llama3_rope_factors(config: dict, head_dim: int) -> np.ndarray | None:
     """Per-frequency divisors for Llama 3.1+ long-context rope scaling."""
-    scaling = config.get("rope_scaling") or {}
-    if scaling.get("rope_type", scaling.get("type")) != "llama3":
+    rope = rope_parameters(config)
+    if rope["rope_type"] != "llama3":
         return None
-    base = float(config.get("rope_theta", 10000.0))
-    factor = float(scaling.get("factor", 8.0))
-    low = float(scaling.get("low_freq_factor", 1.0))
-    high = float(scaling.get("high_freq_factor", 4.0))
-    original = float(scaling.get("original_max_position_embeddings", 8192))
+    # transformers requires all of these for llama3; a missing one is an error, not a guess
+    base, factor, low, high, original = (
+        float(rope_value(rope, key))
+        for key in ("rope_theta", "factor", "low_freq_factor", "high_freq_factor",
+                    "original_max_position_embeddings")
+    )  # fmt: skip
     freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
     factors = []
     for freq in freqs:
@@ -64,13 +65,11 @@ def llama3_rope_factors(config: dict, head_dim: int) -> np.ndarray | None:
 class Llama(Architecture):
     hf_architectures = ("LlamaForCausalLM", "MistralForCausalLM")
     gguf_arch = gguf.MODEL_ARCH.LLAMA
+    rope_types = Architecture.rope_types | {"llama3"}
 
     def write_hparams(self, writer: gguf.GGUFWriter) -> None:
         super().write_hparams(writer)
         writer.add_rope_dimension_count(self.head_dim)
-        if self.head_dim * self.n_head != int(self.need("hidden_size")):
-            writer.add_key_length(self.head_dim)
-            writer.add_value_length(self.head_dim)
 
     def _heads_for(self, name: str) -> int | None:
         if ".attn_q." in name:

@@ -13,7 +13,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from quantize.arch.base import DECODER_LAYOUT, Architecture, register
+from quantize.arch.base import DECODER_LAYOUT, Architecture, register, rope_value
 
 
 @register
@@ -26,15 +26,18 @@ class Phi3(Architecture):
         "ffn_up": "model.layers.{bid}.mlp.gate_up_proj",
     }
 
+    rope_types = frozenset({"default", "longrope", "su"})
+
     @property
     def rope_dims(self) -> int:
-        return int(self.head_dim * float(self.get("partial_rotary_factor", 1.0)))
+        # absent, transformers rotates the whole head (Phi3Config's default of 1.0)
+        return int(self.head_dim * float(self.rope.get("partial_rotary_factor") or 1.0))
 
     def write_hparams(self, writer: gguf.GGUFWriter) -> None:
         super().write_hparams(writer)
         writer.add_rope_dimension_count(self.rope_dims)
-        original = self.get("original_max_position_embeddings")
-        if original and self.get("rope_scaling"):
+        original = self.rope.get("original_max_position_embeddings")
+        if original and self.rope["rope_type"] != "default":
             writer.add_rope_scaling_orig_ctx_len(int(original))
             scale = int(self.get("max_position_embeddings")) / int(original)
             attn_factor = 1.0 if scale <= 1 else math.sqrt(1 + math.log(scale) / math.log(original))
@@ -48,12 +51,14 @@ class Phi3(Architecture):
         return {**shapes, "ffn_up": (2 * rows, cols)}
 
     def extra_tensors(self) -> dict[str, np.ndarray]:
-        scaling = self.get("rope_scaling") or {}
-        if not scaling.get("long_factor"):
+        rope = self.rope
+        if not rope.get("long_factor"):
             return {}
         return {
-            "rope_factors_long.weight": np.asarray(scaling["long_factor"], dtype=np.float32),
-            "rope_factors_short.weight": np.asarray(scaling["short_factor"], dtype=np.float32),
+            "rope_factors_long.weight": np.asarray(rope["long_factor"], dtype=np.float32),
+            "rope_factors_short.weight": np.asarray(
+                rope_value(rope, "short_factor"), dtype=np.float32
+            ),
         }
 
     @classmethod

@@ -29,11 +29,6 @@ class Qwen3(Architecture):
         "attn_k_norm": "model.layers.{bid}.self_attn.k_norm",
     }
 
-    def write_hparams(self, writer: gguf.GGUFWriter) -> None:
-        super().write_hparams(writer)
-        writer.add_key_length(self.head_dim)
-        writer.add_value_length(self.head_dim)
-
     @classmethod
     def config_from_gguf(cls, kv: dict[str, Any], has_output: bool) -> dict:
         return {**super().config_from_gguf(kv, has_output), "hidden_act": "silu"}
