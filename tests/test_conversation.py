@@ -6,7 +6,7 @@ import pytest
 from conftest import RecordingEngine
 
 from localllm.chat.context import CUT_MARKER
-from localllm.chat.conversation import ChatParams, Conversation
+from localllm.chat.conversation import ChatParams, Conversation, Message
 from localllm.chat.history import History
 from localllm.chat.session import ChatSession, ContextNotice, Guardrails, Retracted, TurnDone
 from localllm.engine import Token
@@ -153,3 +153,27 @@ def test_regenerate_and_edit_replace_the_last_turn(engine_1k, tmp_path):
     stored = history.get(conv.id).messages
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[0].content == "Say something about dogs."
+
+
+def test_an_interrupted_answer_keeps_the_question_and_roles_alternate(engine_1k, tmp_path):
+    """Templates such as Gemma 3's and Mistral's refuse two user turns in a row."""
+    history = History(tmp_path / "h.sqlite3")
+    conv = Conversation(model="starter", params=ChatParams(temperature=0, max_tokens=16))
+    session = ChatSession(engine_1k, conv, history)
+    run_turn(session, "Name a colour.")
+    events = session.send("Name a fruit.")
+    for event in events:
+        if isinstance(event, Token):
+            break
+    events.close()  # Ctrl+C mid-answer: the caller stops listening
+    stored = history.get(conv.id).messages
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[2].content == "Name a fruit." and stored[3].note == "interrupted"
+    left = Message("user", "Name a vegetable.")  # what a process killed mid-answer leaves
+    conv.messages.append(left)
+    history.add_message(conv, left)
+    run_turn(session, "Name an animal.")
+    stored = history.get(conv.id).messages
+    assert [m.role for m in stored] == ["user", "assistant"] * 4
+    assert [m.content for m in stored[4::2]] == ["Name a vegetable.", "Name an animal."]
+    assert stored[5].note == "interrupted" and stored[7].note is None  # answered this time

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
+
 import pytest
 
 from localllm.chat.conversation import ChatParams, Conversation, Message
 from localllm.chat.history import History
+from localllm.errors import ModelLoadError
 from localllm.tui.app import make_app
 from localllm.tui.controller import ChatController
+from localllm.tui.screens.chat import ChatScreen
 from localllm.tui.screens.model_picker import ModelChoice, ModelPicker
 from localllm.tui.widgets.prompt_input import PromptInput
 from localllm.tui.widgets.transcript import (
@@ -266,3 +273,172 @@ async def test_the_sidebar_opens_and_deletes_stored_conversations(engine, tmp_pa
         await pilot.press("delete")
         await until(pilot, lambda: sidebar.option_count == 1)
         assert older.id not in [c["id"] for c in history.list(10)]
+
+
+async def test_a_message_sent_while_an_answer_streams_is_queued_and_sent_next(chat):
+    app, controller, history = chat
+    controller.session.conv.params.max_tokens = 400
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, "Write a very long story about a dragon and a knight.")
+        await pilot.pause(0.3)
+        assert app.screen.busy
+        await ask(app, pilot, "And which is the warmest?")
+        await pilot.pause()
+        queued = app.screen.query_one(Transcript).messages[-1]
+        assert isinstance(queued, UserMessage) and queued.text == "And which is the warmest?"
+        assert queued.has_class("-queued") and "queued" in str(queued.render())
+        assert app.screen.query_one(PromptInput).text == ""
+        conv_id = controller.session.conv.id
+        await until(pilot, lambda: len(history.get(conv_id).messages) == 4, 60)
+        await until(pilot, lambda: not app.screen.busy, 60)
+        stored = history.get(conv_id).messages
+        assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+        assert stored[2].content == "And which is the warmest?"
+        shown = app.screen.query_one(Transcript).messages
+        assert shown[-2] is queued and not queued.has_class("-queued")
+        assert isinstance(shown[-1], AnswerMessage) and shown[-1].text.strip()
+
+
+async def test_edit_mode_ends_when_another_conversation_opens(engine, tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    older = history.create(long_conversation(1))
+    controller = ChatController(engine, "smollm2-135m:q4_1", history, long_conversation(2))
+    history.create(controller.session.conv)
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        sidebar = app.screen.query_one("#sidebar")
+        sidebar.focus()  # in the message box Ctrl+E is the text area's "end of line"
+        await pilot.press("ctrl+e")
+        assert app.screen.query_one(PromptInput).text == "question number 1"
+        sidebar.focus()
+        await pilot.press("down", "enter")  # open the other conversation instead
+        await until(pilot, lambda: controller.session.conv.id == older.id)
+        app.screen.query_one(PromptInput).clear()
+        await ask(app, pilot, "Say hello.")
+        await wait_for_answer(app, pilot)
+    stored = [m.content for m in history.get(older.id).messages]
+    assert len(stored) == 4 and stored[:3] == ["question number 0", "answer 0", "Say hello."]
+
+
+async def test_quitting_mid_answer_stops_it_and_keeps_it(chat):
+    app, controller, history = chat
+    controller.session.conv.params.max_tokens = 400
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, "Write a very long story about a dragon and a knight.")
+        await until(pilot, lambda: bool(answers(app)) and len(answers(app)[0].text) > 20)
+        await app.run_action("quit")  # what Ctrl+Q does
+    # The app's exit waits for the generation thread: it must stop now, not at the end.
+    stored = []
+    for _ in range(40):
+        stored = history.get(controller.session.conv.id).messages
+        if len(stored) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].note == "stopped" and stored[1].completion_tokens < 400
+
+
+class SlowPull:
+    """A download in many small chunks, as the picker's pull callable sees it."""
+
+    def __init__(self, chunks: int = 400, hold: threading.Event | None = None):
+        self.chunks, self.hold = chunks, hold  # hold: the bytes wait until it is set
+        self.started, self.ended = threading.Event(), threading.Event()
+
+    def __call__(self, name, progress) -> None:
+        try:
+            progress.start(f"downloading {name}", self.chunks)
+            self.started.set()
+            if self.hold is not None:
+                self.hold.wait(10)
+            for _ in range(self.chunks):
+                time.sleep(0.01)
+                progress.advance(1)
+        finally:
+            self.ended.set()
+
+
+def app_with_a_download(engine, tmp_path, pull: SlowPull):
+    controller = ChatController(engine, "smollm2-135m:q4_1", History(tmp_path / "h.sqlite3"))
+    models = [ModelChoice("qwen2.5-1.5b", "↓ qwen2.5-1.5b", False)]
+    return make_app(controller, models=lambda: models, pull=pull)
+
+
+async def start_download(pilot, pull: SlowPull) -> None:
+    await pilot.press("f2")
+    await pilot.pause()
+    await pilot.press("home", "enter")
+    await until(pilot, pull.started.is_set)
+    assert pull.started.is_set()
+
+
+async def test_quitting_stops_a_download(engine, tmp_path):
+    pull = SlowPull()
+    app = app_with_a_download(engine, tmp_path, pull)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start_download(pilot, pull)
+        await app.run_action("quit")  # what Ctrl+Q does
+        for _ in range(40):  # the exit waits for the download's thread: it must end now
+            if pull.ended.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert pull.ended.is_set()
+
+
+async def test_escape_during_a_download_leaves_the_chat_screen(engine, tmp_path):
+    hold = threading.Event()
+    pull = SlowPull(chunks=0, hold=hold)
+    app = app_with_a_download(engine, tmp_path, pull)
+    async with app.run_test(size=(100, 30)) as pilot:
+        try:
+            await start_download(pilot, pull)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, ChatScreen)
+        finally:
+            hold.set()  # the last bytes arrive after the picker closed
+        await until(pilot, pull.ended.is_set)
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ChatScreen)
+
+
+class BreakingEngine:
+    """The real model, whose answers break off after a few tokens while `broken` is set
+    (as when the model's process dies mid-answer)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.broken = True
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, prompt_tokens, params, cancel=None):
+        with contextlib.closing(self._engine.stream(prompt_tokens, params, cancel)) as events:
+            for i, event in enumerate(events):
+                if self.broken and i == 2:
+                    raise ModelLoadError("the model process stopped")
+                yield event
+
+
+async def test_a_failed_answer_gives_the_question_back_and_roles_alternate(engine, tmp_path):
+    broken = BreakingEngine(engine)
+    history = History(tmp_path / "h.sqlite3")
+    controller = ChatController(broken, "smollm2-135m:q4_1", history, long_conversation(1))
+    history.create(controller.session.conv)
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask(app, pilot, CAPITAL)
+        await wait_for_answer(app, pilot)
+        prompt = app.screen.query_one(PromptInput)
+        assert prompt.text == CAPITAL  # back in the box, to send again
+        assert shown_texts(app) == ["question number 0", "answer 0"]
+        stored = history.get(controller.session.conv.id).messages
+        assert [m.role for m in stored] == ["user", "assistant"]
+        broken.broken = False
+        await pilot.press("enter")
+        await wait_for_answer(app, pilot)
+    stored = history.get(controller.session.conv.id).messages
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[2].content == CAPITAL

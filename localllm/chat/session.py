@@ -77,7 +77,15 @@ class ChatSession:
     # -- turns ------------------------------------------------------------------
 
     def send(self, text: str, cancel: threading.Event | None = None) -> Iterator:
-        """Add a user message and stream the answer; the message is stored once it fits."""
+        """Add a user message and stream the answer; the message is stored once it fits.
+
+        Roles always alternate, as templates such as Gemma 3's and Mistral's require. A
+        question the model failed on is taken back (the caller gives it back to the user);
+        one whose answer was interrupted (Ctrl+C, the caller stopped listening, a process
+        killed mid-answer) is kept, followed by an empty answer marked "interrupted". A
+        stopped answer is kept as far as it came, marked "stopped".
+        """
+        self.close_unanswered()
         message = Message("user", text, tokens=self.context.counter.count(text))
         self.conv.messages.append(message)
         try:
@@ -92,7 +100,14 @@ class ChatSession:
                 self.history.create(self.conv)  # stores the new message with it
             else:
                 self.history.add_message(self.conv, message)
-        yield from self._answer(cancel, prepared)
+        try:
+            yield from self._answer(cancel, prepared)
+        except LocalLLMError:
+            self.drop_unanswered()
+            raise
+        except BaseException:  # KeyboardInterrupt, GeneratorExit: nothing typed is lost
+            self.close_unanswered()
+            raise
 
     def regenerate(self, cancel: threading.Event | None = None) -> Iterator:
         """Replace the last answer with a new one."""
@@ -107,6 +122,19 @@ class ChatSession:
         if self.conv.messages and self.conv.messages[-1].role == "user":
             self._drop_last()
         yield from self.send(text, cancel)
+
+    def drop_unanswered(self) -> None:
+        """Take back the last message if it is a question without an answer."""
+        if self.conv.messages and self.conv.messages[-1].role == "user":
+            self._drop_last()
+
+    def close_unanswered(self) -> None:
+        """Follow a question left without an answer by an empty one marked "interrupted"."""
+        if self.conv.messages and self.conv.messages[-1].role == "user":
+            answer = Message("assistant", "", note="interrupted")
+            self.conv.messages.append(answer)
+            if self.history is not None and self.conv.id is not None:
+                self.history.add_message(self.conv, answer)
 
     def _drop_last(self) -> None:
         if self.history is not None:

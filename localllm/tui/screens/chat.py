@@ -30,7 +30,7 @@ from localllm.tui.pacing import DrawPacer, ui_cpu_budget
 from localllm.tui.widgets.prompt_input import PromptInput
 from localllm.tui.widgets.sidebar import Sidebar
 from localllm.tui.widgets.status_bar import StatusBar
-from localllm.tui.widgets.transcript import AnswerMessage, Entry, Transcript
+from localllm.tui.widgets.transcript import AnswerMessage, Entry, Transcript, UserMessage
 
 
 class _TokenBatch:
@@ -74,6 +74,8 @@ class ChatScreen(Screen):
         self.controller = controller  # tui.app.ChatController: session, history, models
         self.cancel = threading.Event()
         self.answer: AnswerMessage | None = None
+        self.asking: UserMessage | None = None  # the question being answered (not on regenerate)
+        self.queued: list[UserMessage] = []  # sent while an answer was coming, oldest first
         self.editing = False
         self.pacer = DrawPacer()
 
@@ -90,9 +92,15 @@ class ChatScreen(Screen):
         self.query_one(PromptInput).focus()
         await self.show_conversation()
 
+    def on_unmount(self) -> None:
+        # The app is closing, and its exit waits for the worker thread: stop the answer now
+        # (it is kept, marked stopped), instead of waiting for all of it.
+        self.cancel.set()
+
     # -- showing state -----------------------------------------------------------
 
     async def show_conversation(self) -> None:
+        self.editing = False  # Ctrl+E was about the conversation shown until now
         entries = [Entry(m.role, m.content, m.note) for m in self.controller.session.conv.messages]
         await self.query_one(Transcript).show(entries)
         self.refresh_sidebar()
@@ -123,17 +131,24 @@ class ChatScreen(Screen):
 
     @on(PromptInput.Submitted)
     async def send(self, event: PromptInput.Submitted) -> None:
-        if self.busy:
-            self.notify("an answer is still coming: press Escape to stop it", severity="warning")
+        transcript = self.query_one(Transcript)
+        if self.busy:  # the input is already cleared: keep the text, and send it next
+            self.queued.append(await transcript.add_user(event.text, queued=True))
             return
         edit, self.editing = self.editing, False
         if edit:
             await self._remove_last_turn_widgets(include_user=True)
-        await self.query_one(Transcript).add_user(event.text)
-        await self._start_answer()
+        await self._start_answer(await transcript.add_user(event.text))
         self.generate("edit" if edit else "send", event.text)
 
-    async def _start_answer(self) -> None:
+    async def _send_queued(self) -> None:
+        question = self.queued.pop(0)
+        question.set_queued(False)
+        await self._start_answer(question)
+        self.generate("send", question.text)
+
+    async def _start_answer(self, question: UserMessage | None = None) -> None:
+        self.asking = question
         self.cancel.clear()
         self.pacer.restart(ui_cpu_budget(self.controller.compute_threads, os.cpu_count() or 1))
         self.answer = await self.query_one(Transcript).add_answer()
@@ -200,11 +215,23 @@ class ChatScreen(Screen):
         self.refresh_status(done.stats.decode_tps)
         self.refresh_sidebar()
         await self.query_one(Transcript).trim()
+        if self.queued:
+            await self._send_queued()
 
     async def on_generation_failed(self, message: GenerationFailed) -> None:
         if self.answer is not None:
             await self.answer.remove()
             self.answer = None
+        # The session took the question back (roles must alternate): it returns to the input,
+        # with any queued behind it, so nothing typed is lost.
+        returned = [self.asking] if self.asking is not None else []
+        returned += self.queued
+        self.asking, self.queued = None, []
+        if returned:
+            await self.query_one(Transcript).remove_children(returned)
+            prompt = self.query_one(PromptInput)
+            prompt.text = "\n\n".join([*(w.text for w in returned), prompt.text]).strip()
+            prompt.move_cursor(prompt.document.end)
         self._set_busy(False)
         self.notify(message.error, title="could not answer", severity="error", timeout=10)
 
@@ -213,7 +240,8 @@ class ChatScreen(Screen):
     def action_stop(self) -> None:
         if self.busy:
             self.cancel.set()
-            self.notify("stopped: the answer so far is kept")
+            after = "; the queued message goes next" if self.queued else ""
+            self.notify(f"stopped: the answer so far is kept{after}")
 
     async def action_regenerate(self) -> None:
         conv = self.controller.session.conv

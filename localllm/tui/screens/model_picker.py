@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,11 @@ class ModelChoice:
     name: str  # what resolve_model accepts
     label: str
     local: bool
+
+
+class _PullStopped(BaseException):
+    """Ends a download whose picker has closed. A BaseException, like KeyboardInterrupt, so
+    the download's retry loop lets it through; the partial file stays and resumes next time."""
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -57,6 +63,9 @@ class ModelPicker(ModalScreen[str | None]):
     def _pull(self, name: str) -> None:
         bar = self.query_one("#pull-progress", ProgressBar)
         app = self.app
+        # Cancelled when the picker closes (Escape, or the app quits, whose exit waits for
+        # this thread): the download stops at its next chunk.
+        worker = get_current_worker()
 
         class BarProgress:
             bars = False
@@ -68,6 +77,8 @@ class ModelPicker(ModalScreen[str | None]):
                 app.call_from_thread(bar.update, total=total, progress=0)
 
             def advance(self, amount):
+                if worker.is_cancelled:
+                    raise _PullStopped
                 app.call_from_thread(bar.advance, amount)
 
             def describe(self, description):
@@ -78,10 +89,20 @@ class ModelPicker(ModalScreen[str | None]):
 
         try:
             self.pull(name, BarProgress())
-        except Exception as exc:  # shown to the user; the picker stays open
-            app.call_from_thread(app.notify, str(exc), severity="error", timeout=10)
+        except _PullStopped:
             return
-        app.call_from_thread(self.dismiss, name)
+        except Exception as exc:  # shown to the user; the picker stays open
+            if not worker.is_cancelled:
+                app.call_from_thread(app.notify, str(exc), severity="error", timeout=10)
+            return
+        if not worker.is_cancelled:
+            app.call_from_thread(self._pulled, name)
+
+    def _pulled(self, name: str) -> None:
+        # Only while the picker is on top: dismissing a picker already closed would pop the
+        # chat screen instead.
+        if self.is_active:
+            self.dismiss(name)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

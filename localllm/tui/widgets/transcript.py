@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.widgets import Markdown, Static
 
 WINDOW = 24  # message widgets kept mounted
 SLACK = 8  # a long session trims only when it has this many more
+QUEUED_NOTE = "\nqueued: sent when the answer ends"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class UserMessage(Static):
     def __init__(self, text: str):
         super().__init__(text, markup=False)
         self.text = text
+
+    def set_queued(self, queued: bool) -> None:
+        """Sent while an answer was coming: marked until that answer ends and it goes."""
+        self.set_class(queued, "-queued")
+        self.update(Content.assemble(self.text, (QUEUED_NOTE, "italic")) if queued else self.text)
 
 
 class Notice(Static):
@@ -172,20 +179,26 @@ class Transcript(VerticalScroll):
         if new_value <= 0 < old_value and self.hidden:
             self.call_later(self.show_earlier)
 
-    async def add_user(self, text: str) -> UserMessage:
+    async def add_user(self, text: str, queued: bool = False) -> UserMessage:
         widget = UserMessage(text)
-        await self.mount(widget)
-        self.scroll_end(animate=False)
+        if queued:
+            widget.set_queued(True)
+        await self._add(widget)
         return widget
 
     async def add_answer(self, text: str = "", note: str | None = None) -> AnswerMessage:
         widget = AnswerMessage(text, note)
-        await self.mount(widget)
-        self.scroll_end(animate=False)
+        await self._add(widget)
         return widget
 
     async def add_notice(self, text: str) -> None:
-        await self.mount(Notice(text))
+        await self._add(Notice(text))
+
+    async def _add(self, widget) -> None:
+        # Queued messages stay last: what belongs to the turn under way goes above them.
+        queued = next(iter(self.query_children(".-queued")), None)
+        before = None if widget.has_class("-queued") else queued
+        await self.mount(widget, before=before)
         self.scroll_end(animate=False)
 
     @property
