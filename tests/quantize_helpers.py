@@ -14,21 +14,6 @@ from quantize.pretokenizers import section_for
 from quantize.safetensors_io import SafetensorsWriter
 
 
-def greedy_pieces(path: Path, prompts: list[str], *, chat: bool, n: int = 32) -> list[list[str]]:
-    """The first n greedy tokens (as text pieces) for each prompt."""
-    engine = load_engine(path, LoadOptions(n_ctx=512))
-    try:
-        answers = []
-        for prompt in prompts:
-            messages = [{"role": "user", "content": prompt}]
-            tokens = engine.chat_tokens(messages) if chat else engine.tokenize(prompt)
-            events = engine.stream(tokens, SamplingParams(max_tokens=n, temperature=0))
-            answers.append([e.text for e in events if isinstance(e, Token)])
-        return answers
-    finally:
-        engine.close()
-
-
 def generate(path: Path, prompt: str, n: int = 8) -> tuple[str, int]:
     engine = load_engine(path, LoadOptions(n_ctx=256))
     try:

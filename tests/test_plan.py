@@ -67,3 +67,20 @@ def test_gpu_layers_option_overrides_the_plan(starter_path):
     gpus = [GPU("test", 8 * GiB, 8 * GiB)]
     p = plan(info, gpu_backend="CUDA", gpus=gpus, options=LoadOptions(n_gpu_layers=5))
     assert p.n_gpu_layers == 5 and "--gpu-layers 5" in p.offload_reason
+
+
+def test_eval_windows_are_planned_with_their_logits_in_ram(starter_path):
+    """`eval --ctx 100000` once asked llama.cpp for ~20 GB of logits without a word."""
+    from localllm.engine.scoring import scoring_plan
+    from localllm.gguf_meta import read_gguf_info
+
+    info = read_gguf_info(starter_path)
+    plan = scoring_plan(info, 100_000, ram_available=2 * 2**30)
+    n_vocab = info.get("tokenizer.ggml.tokens")
+    assert plan.n_ctx * n_vocab * 4 < 2 * 2**30  # the logits fit in the RAM there is
+    assert any("more than free RAM allows" in note for note in plan.notes)
+    roomy = scoring_plan(info, 100_000, ram_available=64 * 2**30)
+    assert roomy.n_ctx == 8192  # the model's trained length, said too
+    assert any("exceeds the model's trained 8192" in note for note in roomy.notes)
+    assert scoring_plan(info, 64, ram_available=64 * 2**30).n_ctx == 64  # small windows stay
+    assert scoring_plan(info, 512, gpu_layers=0, ram_available=64 * 2**30).n_gpu_layers == 0

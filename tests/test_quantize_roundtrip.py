@@ -14,7 +14,6 @@ import json
 import gguf
 import numpy as np
 import pytest
-from quantize_helpers import greedy_pieces
 
 from localllm.engine import LoadOptions
 from localllm.engine.llama import load_engine
@@ -29,16 +28,12 @@ MULTILINGUAL = (
     "Ñandú y cigüeña: ¿qué pasó? Déjà vu, naïve café. Straße 🤖🎉 日本語 Привет\n"
     "def f(x):\n\treturn x ** 2  # 12345 + 0.5\n"
 )
-# Greedy answers of a quantized model and its 16-bit version can part at a near-tie
-# (llama.cpp rounds activations to 8 bits for quantized weights), so these prompts were
-# picked where the original's first 32 tokens have no near-tie. The strict check is the
-# bit-exact tensor comparison below.
-SMOL_PROMPTS = [
-    "Write a haiku about rain.",
-    "What is the tallest mountain in the world?",
-    "What is photosynthesis?",
-]
-GEMMA_PROMPTS = ["def fibonacci(n):", "Water boils at", "The largest planet in the solar system is"]
+# How closely a conversion must predict like the original over every scored position of the
+# held-out text (about a thousand). Measured on AVX2: mean KL 0.0026-0.0047 nats, top-1
+# agreement 0.953-0.962, perplexity within 0.8 % (the originals are 4-bit: llama.cpp rounds
+# their activations to 8 bits, the 16-bit conversions do not). Bounds have 4x headroom. Not
+# greedy strings: 32 greedy tokens part at the first near-tie, which moves with the CPU.
+MAX_KL, MIN_TOP1, MAX_PERPLEXITY_SHIFT = 0.02, 0.90, 0.03
 
 
 # llama.cpp writes this only when a tokenizer asks; absent, it means the same (false).
@@ -136,15 +131,14 @@ def test_token_ids_equal_the_originals_on_a_multilingual_sample(
 
 @pytest.mark.parametrize("kind", ["f16", "bf16"])
 @pytest.mark.parametrize("model", ["smol", "gemma"])
-def test_greedy_answers_match_the_original(model, kind, converted, starter_path, gemma_path):
-    """SmolLM through its chat template; Gemma 270M is a base model: plain continuations."""
-    original, prompts, chat = (
-        (starter_path, SMOL_PROMPTS, True)
-        if model == "smol"
-        else (gemma_path, GEMMA_PROMPTS, False)
-    )
-    expected = greedy_pieces(original, prompts, chat=chat)
-    got = greedy_pieces(converted[model, kind], prompts, chat=chat)
-    for want, have in zip(expected, got, strict=True):
-        assert len(want) == 32
-        assert have == want
+def test_conversions_predict_like_the_original(model, kind, converted, starter_path, gemma_path):
+    """Next-token distributions of the conversion against the original's, position by
+    position: mean KL divergence and how often both pick the same token."""
+    from localllm.quality import evaluate, heldout_text
+
+    original = starter_path if model == "smol" else gemma_path
+    report = evaluate(converted[model, kind], heldout_text(), original)
+    assert report.tokens_scored >= 500
+    assert report.kl_mean < MAX_KL, report
+    assert report.top1_agreement > MIN_TOP1, report
+    assert abs(report.perplexity / report.reference_perplexity - 1) < MAX_PERPLEXITY_SHIFT, report

@@ -206,3 +206,25 @@ def test_debug_mode_shows_the_traceback(starter_home):
     proc = run_cli("run", "-m", "no-such-model", "hi", home=starter_home, LOCALLLM_DEBUG="1")
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
+
+
+def test_a_context_below_the_minimum_is_raised_with_a_notice(starter_home):
+    proc = run_cli("run", "--ctx", "100", "--max-tokens", "2", "--no-save", "--stats", "Hi",
+                   home=starter_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "context 100 is below the minimum of 512; using 512" in proc.stderr
+    assert stats_of(proc)["n_ctx"] == 512
+
+
+def test_a_base_model_says_what_it_ignores(starter_home, gemma_path, tmp_path):
+    """Gemma 3 270M has no chat template: --system and --continue cannot apply."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home, ignore=shutil.ignore_patterns("history.sqlite3*"))
+    assert run_cli("run", "--max-tokens", "2", "Hi", home=home).returncode == 0
+    proc = run_cli("run", "-m", str(gemma_path), "--system", "Be brief.", "-c", "--max-tokens",
+                   "4", "The capital of France is", home=home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no chat template" in proc.stderr and "not stored in the history" in proc.stderr
+    assert "--system and --continue/--id ignored" in proc.stderr

@@ -252,3 +252,16 @@ def test_combine_gives_one_summary_of_several_files(tmp_path, starter_home):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["document"] == f"{a} + {b}" and result["summary"].strip()
+
+
+def test_a_long_partial_summary_is_merged_whole(engine_512, tmp_path):
+    """A partial longer than the merge room is split into pieces, not cut to its first."""
+    from localllm.summarize.prompts import prompts_for
+
+    s = summarizer(engine_512, tmp_path)
+    long_partial = " ".join(f"Fact {i}: the archive holds item number {i}." for i in range(120))
+    groups = s._groups(["A short partial.", long_partial, "Another short one."], prompts_for("en"))
+    merged = "\n\n".join(text for group in groups for text in group)
+    for i in (0, 60, 119):
+        assert f"item number {i}." in merged
+    assert merged.index("A short partial.") < merged.index("Fact 0") < merged.index("Another")

@@ -26,13 +26,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def scoring_plan(info: GGUFInfo, n_ctx: int, gpu_layers: int | None = None) -> LoadPlan:
+def scoring_plan(
+    info: GGUFInfo, n_ctx: int, gpu_layers: int | None = None, ram_available: int | None = None
+) -> LoadPlan:
     """The load plan for scoring windows of n_ctx tokens, logits buffer included."""
     from localllm import hardware
     from localllm.engine.build import offload_target
     from localllm.engine.plan import CTX_STEP, MIN_CTX, OVERHEAD_BYTES, RAM_SHARE, make_plan
 
-    ram = hardware.memory().available
+    ram = hardware.memory().available if ram_available is None else ram_available
     n_vocab = int(info.get("tokenizer.ggml.tokens", 0) or 0)
     per_token = n_vocab * LOGIT_BYTES + max(0, info.kv_bytes_per_token())
     budget = ram * RAM_SHARE - info.size - OVERHEAD_BYTES
