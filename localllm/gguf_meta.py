@@ -48,12 +48,12 @@ _SKIP_ARRAYS = (_TOKENS, "tokenizer.ggml.merges", "tokenizer.ggml.scores",
                 "tokenizer.ggml.token_type")  # fmt: skip
 
 
-class _Truncated(Exception):
+class TruncatedHeader(Exception):
     pass
 
 
 class _Cursor:
-    """Little-endian reads from a binary stream, raising _Truncated at EOF."""
+    """Little-endian reads from a binary stream, raising TruncatedHeader at EOF."""
 
     def __init__(self, stream: BinaryIO, size: int | None = None):
         self.stream = stream
@@ -62,10 +62,10 @@ class _Cursor:
 
     def read(self, n: int) -> bytes:
         if self.size is not None and self.pos + n > self.size:
-            raise _Truncated
+            raise TruncatedHeader
         data = self.stream.read(n)
         if len(data) != n:
-            raise _Truncated
+            raise TruncatedHeader
         self.pos += n
         return data
 
@@ -121,16 +121,16 @@ class _Cursor:
         for i in range(count):
             head = read(8)
             if len(head) != 8:
-                raise _Truncated
+                raise TruncatedHeader
             (n,) = length(head)
             if n > MAX_STRING:
                 raise ValueError(f"string of {n} bytes")
             end += 8 + n
             if end > limit:
-                raise _Truncated
+                raise TruncatedHeader
             word = read(n)
             if len(word) != n:
-                raise _Truncated
+                raise TruncatedHeader
             if unique:
                 if b"\0" in word:
                     word = word[: word.index(b"\0")]
@@ -303,7 +303,7 @@ def _check_counts(info: GGUFInfo) -> None:
 def parse_header(stream: BinaryIO, size: int | None = None, path: Path | None = None) -> GGUFInfo:
     """Parse a GGUF header from a stream positioned at its start.
 
-    Raises ValueError / _Truncated on malformed input; read_gguf_info turns
+    Raises ValueError / TruncatedHeader on malformed input; read_gguf_info turns
     those into user-facing errors.
     """
     cur = _Cursor(stream, size or None)
@@ -361,8 +361,8 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             info = parse_header(fh, size, path) if magic == GGUF_MAGIC else None
     except OSError as exc:
         raise _open_error(path, exc) from None
-    except (_Truncated, ValueError, KeyError, UnicodeDecodeError) as exc:
-        detail = "header cut short" if isinstance(exc, _Truncated) else str(exc) or "malformed"
+    except (TruncatedHeader, ValueError, KeyError, UnicodeDecodeError) as exc:
+        detail = "header cut short" if isinstance(exc, TruncatedHeader) else str(exc) or "malformed"
         raise InvalidModelFile(
             f"{path} is a damaged or truncated GGUF file ({detail}): download it again"
         ) from None
@@ -377,63 +377,3 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     if not info.architecture:
         raise InvalidModelFile(f"{path} has no general.architecture: it is not a model file")
     return info
-
-
-class RangeStream:
-    """A forward-only stream over a remote file, fetched in growing Range requests.
-
-    Each request asks for a quarter of what was read so far (at least 64 KiB),
-    so the bytes fetched past the end of the header stay within 25% of it,
-    whatever the file size, in a logarithmic number of requests.
-    """
-
-    MIN_CHUNK = 64 * 1024
-
-    def __init__(self, fetch, size: int | None = None):
-        self._fetch = fetch  # (start, length) -> bytes
-        self._size = size
-        self._buffer = b""
-        self._pos = 0  # read position inside _buffer
-        self._end = 0  # file offset just past _buffer
-        self.bytes_fetched = 0
-        self.requests = 0
-
-    def read(self, n: int) -> bytes:
-        if self._pos + n <= len(self._buffer):  # the common case: small reads from the buffer
-            out = self._buffer[self._pos : self._pos + n]
-            self._pos += n
-            return out
-        parts = [self._buffer[self._pos :]]
-        missing = n - len(parts[0])
-        self._buffer, self._pos = b"", 0
-        while missing > 0 and self._fill():
-            take = self._buffer[:missing]
-            parts.append(take)
-            self._pos = len(take)
-            missing -= len(take)
-        return b"".join(parts)
-
-    def _fill(self) -> bool:
-        length = max(self.MIN_CHUNK, self.bytes_fetched // 4)
-        if self._size is not None:
-            length = min(length, self._size - self._end)
-        if length <= 0:
-            return False
-        data = self._fetch(self._end, length)
-        self.requests += 1
-        self.bytes_fetched += len(data)
-        self._end += len(data)
-        self._buffer, self._pos = data, 0
-        return bool(data)
-
-
-def read_remote_gguf_info(fetch, size: int, name: str) -> tuple[GGUFInfo, RangeStream]:
-    """Parse a remote GGUF header via `fetch(start, length)`; returns it and the stream stats."""
-    stream = RangeStream(fetch, size)
-    try:
-        info = parse_header(stream, size)
-    except (_Truncated, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidModelFile(
-            f"{name} does not start with a valid GGUF header ({exc or 'cut short'})"
-        ) from None
-    return info, stream

@@ -15,7 +15,8 @@ from pathlib import Path
 from localllm.catalog import ModelSpec, QuantSpec, load_catalog, split_model_ref
 from localllm.config import Settings
 from localllm.errors import LocalLLMError, ModelNotFound
-from localllm.gguf_meta import GGUFInfo, read_gguf_info, read_remote_gguf_info
+from localllm.gguf_meta import GGUFInfo, read_gguf_info
+from localllm.gguf_remote import read_remote_gguf_info
 from localllm.progress import ProgressReporter
 from localllm.store import hub, paths
 from localllm.store.fit import FitVerdict, estimate_memory, machine_fit
