@@ -54,6 +54,12 @@ def summarizer(engine, tmp_path, cache=True, **options):
     )  # fmt: skip
 
 
+def mentions_the_subject(summary: str) -> bool:
+    """A summary of CURIE names what it is about; which of these words a tiny model picks
+    (and at temperature 0.2, how) varies with the CPU's kernels."""
+    return any(word in summary for word in ("Curie", "Marie", "Nobel", "radioactiv", "Warsaw"))
+
+
 def write(tmp_path, name, data):
     path = tmp_path / name
     (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
@@ -65,7 +71,7 @@ def test_a_short_text_takes_one_call_and_names_its_subject(engine, tmp_path):
     doc = open_document(str(write(tmp_path, "curie.txt", CURIE)), tmp_path)
     result = summarizer(recorder, tmp_path, length="short").summarize(doc)
     assert len(recorder.calls) == 1 and result.stats["calls"] == 1
-    assert "Curie" in result.summary
+    assert mentions_the_subject(result.summary)
     assert result.language == "en" and result.chunk_summaries == []
 
 
@@ -181,7 +187,7 @@ def test_stdin_and_json_output(tmp_path, starter_home):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["document"] == "stdin" and result["language"] == "en"
-    assert "Curie" in result["summary"] and result["stats"]["calls"] == 1
+    assert mentions_the_subject(result["summary"]) and result["stats"]["calls"] == 1
 
 
 def test_output_file_and_several_inputs(tmp_path, starter_home):
