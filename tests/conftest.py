@@ -11,11 +11,14 @@ import pytest
 
 from localllm.config import Settings
 
-# Tests that use any of these load or convert a real model: .ci/run runs them a second time
-# on a llama.cpp build with other CPU kernels (the `model` marker).
+# Tests that use any of these run a real model through llama.cpp (generate, score, convert
+# and measure): .ci/run runs them a second time on a build with other CPU kernels (the
+# `model` marker). Tests that only read a model's header or move its bytes (starter_path,
+# the loopback hub) do not depend on the kernels; tests that run a model in a home of their
+# own carry the marker themselves.
 MODEL_FIXTURES = frozenset({
-    "starter_home", "starter_path", "engine", "engine_1k", "engine_512", "gemma_path",
-    "smol_checkpoint", "gemma_checkpoint", "hub",
+    "starter_home", "engine", "engine_1k", "engine_512", "gemma_path", "smol_checkpoint",
+    "gemma_checkpoint",
 })  # fmt: skip
 
 
