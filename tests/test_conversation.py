@@ -35,6 +35,7 @@ def run_turn(session, text):
 
 
 @pytest.mark.slow
+@pytest.mark.one_build  # what it asserts are token counts, whatever the answers say
 def test_forty_turns_in_a_1k_window_never_overflow(engine_1k, tmp_path):
     engine = RecordingEngine(engine_1k)
     conv = Conversation(

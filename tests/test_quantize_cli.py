@@ -51,6 +51,7 @@ def test_output_path_alone_is_not_registered_and_is_not_overwritten(smol_checkpo
     assert _listed(fresh_home)["smol-small"]["path"] == str(out)
 
 
+@pytest.mark.one_build  # the figures' bounds are checked on both builds in test_quantize_types
 def test_report_stores_quality_figures_in_the_output(smol_checkpoint, fresh_home):
     proc = run_cli("quantize", str(smol_checkpoint), "--type", "q4_k_m", "--report", "--json",
                    home=fresh_home)  # fmt: skip

@@ -90,6 +90,7 @@ def test_a_long_document_is_mapped_and_reduced_within_the_window(engine_512, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.one_build  # cache hits and call counts, not what the model wrote
 def test_an_interrupted_run_resumes_from_its_cache(engine_512, tmp_path):
     doc = open_document(str(write(tmp_path, "long.txt", long_document(2))), tmp_path)
 
