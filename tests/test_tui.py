@@ -255,12 +255,19 @@ async def test_a_growing_session_keeps_a_bounded_number_of_widgets(engine, tmp_p
         assert f"{hidden} earlier messages" in str(transcript.query_one(EarlierMessages).render())
 
 
-async def test_the_sidebar_opens_and_deletes_stored_conversations(engine, tmp_path):
+@pytest.fixture
+def two_stored(engine, tmp_path):
+    """An app showing the newer of two stored conversations; returns (app, controller,
+    history, the older conversation)."""
     history = History(tmp_path / "h.sqlite3")
     older = history.create(long_conversation(1))
     controller = ChatController(engine, "smollm2-135m:q4_1", history, long_conversation(2))
     history.create(controller.session.conv)
-    app = make_app(controller)
+    return make_app(controller), controller, history, older
+
+
+async def test_the_sidebar_opens_and_deletes_stored_conversations(two_stored):
+    app, controller, history, older = two_stored
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         sidebar = app.screen.query_one("#sidebar")
@@ -299,12 +306,8 @@ async def test_a_message_sent_while_an_answer_streams_is_queued_and_sent_next(ch
         assert isinstance(shown[-1], AnswerMessage) and shown[-1].text.strip()
 
 
-async def test_edit_mode_ends_when_another_conversation_opens(engine, tmp_path):
-    history = History(tmp_path / "h.sqlite3")
-    older = history.create(long_conversation(1))
-    controller = ChatController(engine, "smollm2-135m:q4_1", history, long_conversation(2))
-    history.create(controller.session.conv)
-    app = make_app(controller)
+async def test_edit_mode_ends_when_another_conversation_opens(two_stored):
+    app, controller, history, older = two_stored
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         sidebar = app.screen.query_one("#sidebar")
