@@ -70,3 +70,15 @@ class ConfigError(LocalLLMError, ValueError):
 class UnsafePath(LocalLLMError, ValueError):
     """A name or path from outside (a hub header, a listing, a user) that would lead out of
     its folder."""
+
+
+class GrammarError(LocalLLMError, ValueError):
+    """A JSON schema (or grammar) that structured output cannot enforce; names the feature."""
+
+
+class EngineBusy(LocalLLMError, RuntimeError):
+    """Every slot is busy and the waiting queue is full: retry shortly."""
+
+
+class ServerError(LocalLLMError, ConnectionError):
+    """A localllm server that cannot be reached or answered with an error (`localllm ps`)."""

@@ -26,6 +26,8 @@ class SamplingParams:
     repeat_penalty: float = 1.0
     seed: int | None = None  # None: a fresh random seed per call
     stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF the answer must match (engine/grammar.py makes it)
+    logprobs: int | None = None  # None: none; N: each token's log-probability and N runners-up
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,19 @@ class GenerationStats:
         }
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability (nats, before sampling filters) and runners-up."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass
 class Token:
     text: str
+    logprobs: list[TokenLogprob] | None = None  # the tokens behind text, when asked for
 
 
 @dataclass

@@ -134,8 +134,12 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    **template_vars: Any,
 ) -> str:
-    """Format messages with the template; raises ChatTemplateError with the reason."""
+    """Format messages with the template; raises ChatTemplateError with the reason.
+
+    template_vars (tools, documents, enable_thinking, ...) reach the template as-is;
+    None values are left out, as transformers does."""
     if not source:
         raise ChatTemplateError(
             "this model has no chat template (it is probably a base model): "
@@ -152,6 +156,7 @@ def render_chat(
                 add_generation_prompt=add_generation_prompt,
                 bos_token=bos_token,
                 eos_token=eos_token,
+                **{k: v for k, v in template_vars.items() if v is not None},
             )
 
     try:

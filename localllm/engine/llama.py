@@ -28,12 +28,10 @@ from localllm.engine.base import (
 from localllm.engine.build import build_info, gpu_backend_name, offload_target
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
+from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.errors import ContextOverflow, ModelLoadError
 from localllm.gguf_meta import GGUFInfo, read_gguf_info
-
-REPEAT_WINDOW = 64  # tokens the repeat penalty looks back over (llama-cpp-python's default)
-
 
 _QUIET_LOG_CALLBACK = None  # kept referenced: llama.cpp holds a raw pointer to it
 
@@ -64,15 +62,59 @@ def _common_prefix(a, b) -> int:
     return n
 
 
-class LlamaEngine:
+def plan_load(path: str | Path, options: LoadOptions, *, n_seq: int = 1):
+    """The GGUF header and the load plan for running it with n_seq sequences at once."""
+    from localllm import hardware
+
+    info = read_gguf_info(path)
+    target = offload_target()
+    plan = make_plan(
+        info, options, ram_available=hardware.memory().available,
+        physical_cores=hardware.physical_cores(), gpu_backend=target.backend,
+        gpus=target.gpus, unified_memory=target.unified_memory, n_seq=n_seq,
+    )  # fmt: skip
+    return info, plan
+
+
+def open_llama(path: str | Path, info: GGUFInfo, plan: LoadPlan, *, verbose: bool, n_ctx: int):
+    """llama_cpp.Llama for plan, with a context of n_ctx tokens; ModelLoadError if refused."""
+    from llama_cpp import Llama
+
+    if not verbose:
+        _silence_llama_cpp_log()
+    try:
+        return Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=min(512, n_ctx),
+            n_threads=plan.n_threads,
+            n_threads_batch=plan.n_threads,
+            n_gpu_layers=plan.n_gpu_layers,
+            # Flash attention pays off on GPUs; on CPUs it is not faster here.
+            flash_attn=plan.flash_attn if plan.flash_attn is not None else plan.n_gpu_layers != 0,
+            verbose=verbose,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelLoadError(
+            f"llama.cpp could not load {Path(path).name} ({info.architecture}, "
+            f"{info.size / 2**20:.0f} MiB): {exc}; try a smaller --ctx, a smaller quant, "
+            "or upgrade localllm if the architecture is new"
+        ) from None
+
+
+class LlamaModelText:
+    """What a loaded llama.cpp model offers besides generation: tokens, text, templates.
+
+    Shared by the one-sequence engine below and the batching engine (engine/batch.py).
+    """
+
     def __init__(self, llm, info: GGUFInfo, plan: LoadPlan, load_s: float):
         import llama_cpp
 
         self._llm = llm
         self._lib = llama_cpp
         self._vocab = llm._model.vocab
-        self._lock = threading.Lock()
-        self._kv_tokens: list[int] = []  # what the KV cache holds, in order
+        self._n_vocab = llm.n_vocab()
         self._pieces: dict[int, bytes] = {}  # token -> its bytes, looked up once
         self._ends: dict[int, bool] = {}  # token -> whether it ends generation
         self.info = info
@@ -80,53 +122,6 @@ class LlamaEngine:
         self.load_s = load_s
         self.bos_text = self._piece(llm.token_bos())
         self.eos_text = self._piece(llm.token_eos())
-
-    # -- loading ---------------------------------------------------------------
-
-    @classmethod
-    def load(cls, path: str | Path, options: LoadOptions | None = None) -> LlamaEngine:
-        """Validate the file, plan memory and threads, and load it into llama.cpp."""
-        from localllm import hardware
-
-        options = options or LoadOptions()
-        info = read_gguf_info(path)
-        target = offload_target()
-        plan = make_plan(
-            info,
-            options,
-            ram_available=hardware.memory().available,
-            physical_cores=hardware.physical_cores(),
-            gpu_backend=target.backend,
-            gpus=target.gpus,
-            unified_memory=target.unified_memory,
-        )
-        from llama_cpp import Llama
-
-        verbose = options.verbose
-        if not verbose:
-            _silence_llama_cpp_log()
-        started = time.perf_counter()
-        try:
-            llm = Llama(
-                model_path=str(path),
-                n_ctx=plan.n_ctx,
-                n_batch=min(512, plan.n_ctx),
-                n_threads=plan.n_threads,
-                n_threads_batch=plan.n_threads,
-                n_gpu_layers=plan.n_gpu_layers,
-                # Flash attention pays off on GPUs; on CPUs it is not faster here.
-                flash_attn=plan.flash_attn
-                if plan.flash_attn is not None
-                else plan.n_gpu_layers != 0,
-                verbose=verbose,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(
-                f"llama.cpp could not load {Path(path).name} ({info.architecture}, "
-                f"{info.size / 2**20:.0f} MiB): {exc}; try a smaller --ctx, a smaller quant, "
-                "or upgrade localllm if the architecture is new"
-            ) from None
-        return cls(llm, info, plan, time.perf_counter() - started)
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
@@ -160,13 +155,17 @@ class LlamaEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._llm.detokenize(tokens).decode("utf-8", "replace")
 
-    def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self, messages: list[dict], *, add_generation_prompt: bool = True, **template_vars
+    ) -> str:
+        """The model's own template over messages; template_vars such as tools go to it."""
         return render_chat(
             self.info.chat_template,
             messages,
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             add_generation_prompt=add_generation_prompt,
+            **template_vars,
         )
 
     def chat_tokens(self, messages: list[dict]) -> list[int]:
@@ -174,6 +173,39 @@ class LlamaEngine:
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def _ends_generation(self, token: int) -> bool:
+        ends = self._ends.get(token)
+        if ends is None:
+            ends = self._ends[token] = self.is_end_of_generation(token)
+        return ends
+
+    def _piece_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._llm.detokenize([token])
+        return piece
+
+
+class LlamaEngine(LlamaModelText):
+    """One sequence at a time, reusing the KV cache's prefix between calls.
+
+    Not thread-safe by design: a lock makes concurrent callers take turns.
+    """
+
+    def __init__(self, llm, info: GGUFInfo, plan: LoadPlan, load_s: float):
+        super().__init__(llm, info, plan, load_s)
+        self._lock = threading.Lock()
+        self._kv_tokens: list[int] = []  # what the KV cache holds, in order
+
+    @classmethod
+    def load(cls, path: str | Path, options: LoadOptions | None = None) -> LlamaEngine:
+        """Validate the file, plan memory and threads, and load it into llama.cpp."""
+        options = options or LoadOptions()
+        info, plan = plan_load(path, options)
+        started = time.perf_counter()
+        llm = open_llama(path, info, plan, verbose=options.verbose, n_ctx=plan.n_ctx)
+        return cls(llm, info, plan, time.perf_counter() - started)
 
     # -- generation ------------------------------------------------------------
 
@@ -213,40 +245,6 @@ class LlamaEngine:
                 )
             self._kv_tokens.extend(chunk)
 
-    def _sampler(self, params: SamplingParams, seed: int):
-        """llama.cpp's sampler chain for params (the order llama-cpp-python uses)."""
-        lib = self._lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        add = lib.llama_sampler_chain_add
-        if params.repeat_penalty != 1.0:
-            # The vendored llama.cpp takes n_vocab first (it sizes the penalty's token
-            # table), as llama-cpp-python declares it: pass the real vocabulary size.
-            penalties = lib.llama_sampler_init_penalties(
-                self._llm.n_vocab(), REPEAT_WINDOW, params.repeat_penalty, 0.0, 0.0
-            )
-            add(chain, penalties)
-        if params.temperature <= 0:
-            add(chain, lib.llama_sampler_init_greedy())
-            return chain
-        add(chain, lib.llama_sampler_init_top_k(params.top_k))
-        add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
-        add(chain, lib.llama_sampler_init_min_p(params.min_p, 1))
-        add(chain, lib.llama_sampler_init_temp(params.temperature))
-        add(chain, lib.llama_sampler_init_dist(seed))
-        return chain
-
-    def _ends_generation(self, token: int) -> bool:
-        ends = self._ends.get(token)
-        if ends is None:
-            ends = self._ends[token] = self.is_end_of_generation(token)
-        return ends
-
-    def _piece_bytes(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = self._llm.detokenize([token])
-        return piece
-
     def score(self, prompt_tokens: list[int], continuation: list[int]) -> float:
         """log p(continuation | prompt) in nats: how likely the model finds an answer.
 
@@ -260,7 +258,7 @@ class LlamaEngine:
                 f"{len(prompt_tokens) + len(continuation)} tokens do not fit the context "
                 f"window of {self.n_ctx}: shorten them or raise --ctx"
             )
-        n_vocab = self._llm.n_vocab()
+        n_vocab = self._n_vocab
         total = 0.0
         with self._lock:
             self._decode(prompt_tokens[self._reuse_cache(prompt_tokens) :])
@@ -300,12 +298,13 @@ class LlamaEngine:
             prompt_tokens=len(prompt_tokens), cached_tokens=self._reuse_cache(prompt_tokens)
         )
         seed = params.seed if params.seed is not None else random.randrange(2**31)
-        sampler = self._sampler(params, seed)
+        sampler = make_sampler(self._lib, self._vocab, self._n_vocab, params, seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(params.stop)
         first_at = last_at = None
         stats.stop_reason = "length"
         ctx = self._llm._ctx.ctx
+        pending = []  # log-probabilities of tokens whose text the stop scanner holds back
         try:
             self._decode(prompt_tokens[stats.cached_tokens :])
             while True:
@@ -317,9 +316,13 @@ class LlamaEngine:
                     break
                 stats.completion_tokens += 1
                 last_at = now
+                if params.logprobs is not None:
+                    pending.append(token_logprob(self._lib, ctx, -1, self._n_vocab, token,
+                                                 params.logprobs, self._piece))  # fmt: skip
                 text, hit = stops.feed(decoder.decode(self._piece_bytes(token)))
                 if text:
-                    yield Token(text)
+                    yield Token(text, pending or None)
+                    pending = []
                 if hit:
                     stats.stop_reason = "stop"
                     break
@@ -333,8 +336,8 @@ class LlamaEngine:
             self._lib.llama_sampler_free(sampler)
         if stats.stop_reason != "stop":
             tail = stops.flush() + decoder.decode(b"", final=True)
-            if tail:
-                yield Token(tail)
+            if tail or pending:
+                yield Token(tail, pending or None)
         if first_at is not None:
             stats.ttft_s = stats.prefill_s = first_at - started
             stats.decode_s = (last_at or first_at) - first_at

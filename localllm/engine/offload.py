@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from localllm.engine.memory import compute_base, compute_per_ctx
 from localllm.gguf_meta import GGUFInfo
 from localllm.hardware import GPU
 
 MiB = 1024**2
 GPU_RUNTIME_RESERVE = 512 * MiB  # per GPU: the CUDA context, cuBLAS workspace, fragmentation
 VRAM_SHARE = 0.95  # never plan the last 5% of free VRAM: other programs allocate too
-UBATCH = 512  # llama.cpp's default micro-batch; compute buffers scale with it
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 _OUTPUT_TENSORS = ("output.weight", "output_norm.weight", "output_norm.bias", "output.bias")
@@ -65,33 +65,14 @@ def layer_sizes(info: GGUFInfo) -> LayerSizes:
     if "output.weight" not in names and embd is not None:
         output += embd.n_bytes  # tied embeddings: llama.cpp copies them into the output layer
     kv = info.kv_bytes_per_token() // n_blocks if n_blocks else 0
-    arch = info.architecture
-    heads = int(_scalar(info.get(f"{arch}.attention.head_count")) or 0)
-    width = int(_scalar(info.get(f"{arch}.embedding_length")) or 0)
-    vocab = _vocab_size(info)
     return LayerSizes(
         blocks=tuple(blocks),
         output=output,
         input=input_bytes,
         kv_per_token=kv,
-        # Logits for one micro-batch, plus activations a few embeddings wide.
-        compute_base=UBATCH * (vocab * 4 + width * 4 * 8),
-        # Attention scores: one f32 per head per (micro-batch token, context token).
-        compute_per_ctx=UBATCH * heads * 4,
+        compute_base=compute_base(info),  # the memory model's, as fit and plan use
+        compute_per_ctx=compute_per_ctx(info),
     )
-
-
-def _scalar(value):
-    if isinstance(value, list):  # per-layer values: plan for the largest
-        return max(value) if value else None
-    return value
-
-
-def _vocab_size(info: GGUFInfo) -> int:
-    tokens = info.get("tokenizer.ggml.tokens")
-    if isinstance(tokens, int):  # the header parser keeps only the length of big arrays
-        return tokens
-    return int(info.get(f"{info.architecture}.vocab_size") or 32000)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ It does not load anything.
 from __future__ import annotations
 
 from localllm.engine.base import LoadOptions, LoadPlan
+from localllm.engine.memory import largest_context
 from localllm.engine.offload import layer_sizes, plan_offload
 from localllm.gguf_meta import GGUFInfo
 from localllm.hardware import GPU
@@ -17,26 +18,28 @@ DEFAULT_CTX = 8192  # when the user names none: ample for chat, cheap to allocat
 MIN_CTX = 512
 CTX_STEP = 256
 RAM_SHARE = 0.8  # leave a fifth of free RAM to the rest of the system
-OVERHEAD_BYTES = 256 * 1024**2  # compute buffers and llama.cpp's own allocations
 
 
 def ram_context_cap(info: GGUFInfo, ram_available: int) -> int:
-    """The largest context whose KV cache fits in free RAM next to the weights."""
-    per_token = info.kv_bytes_per_token()
-    if per_token <= 0:
+    """The largest context the memory model fits in the usable share of free RAM."""
+    if info.kv_bytes_per_token() <= 0:
         return DEFAULT_CTX
-    budget = ram_available * RAM_SHARE - info.size - OVERHEAD_BYTES
-    cap = int(budget // per_token) // CTX_STEP * CTX_STEP
+    cap = largest_context(info, ram_available * RAM_SHARE) // CTX_STEP * CTX_STEP
     return max(MIN_CTX, cap)
 
 
 def choose_context(
-    info: GGUFInfo, requested: int | None, ram_available: int, minimum: int = MIN_CTX
+    info: GGUFInfo,
+    requested: int | None,
+    ram_available: int,
+    minimum: int = MIN_CTX,
+    n_seq: int = 1,
 ) -> tuple[int, list]:
-    """The context to use, and a note for every way it differs from the request."""
+    """The context (per sequence, n_seq of them), and a note for every way it differs
+    from the request."""
     notes = []
     trained = info.context_length or DEFAULT_CTX
-    cap = ram_context_cap(info, ram_available)
+    cap = max(MIN_CTX, ram_context_cap(info, ram_available) // n_seq // CTX_STEP * CTX_STEP)
     wanted = requested or min(DEFAULT_CTX, trained)
     n_ctx = min(wanted, trained, cap)
     if requested and requested > trained:
@@ -52,6 +55,11 @@ def choose_context(
     return n_ctx, notes
 
 
+def default_parallel(info: GGUFInfo, n_ctx: int, ram_available: int, most: int = 4) -> int:
+    """How many sequences of n_ctx tokens fit in free RAM beside the weights (1 to most)."""
+    return max(1, min(most, ram_context_cap(info, ram_available) // max(1, n_ctx)))
+
+
 def make_plan(
     info: GGUFInfo,
     options: LoadOptions,
@@ -62,11 +70,14 @@ def make_plan(
     gpus: list[GPU],
     unified_memory: bool = False,
     min_ctx: int = MIN_CTX,
+    n_seq: int = 1,
 ) -> LoadPlan:
-    """The whole load plan; gpu_backend is None for a CPU-only llama.cpp build."""
-    n_ctx, notes = choose_context(info, options.n_ctx, ram_available, min_ctx)
+    """The whole load plan; gpu_backend is None for a CPU-only llama.cpp build.
+
+    n_seq sequences of n_ctx each share the KV cache (the batching engine's slots)."""
+    n_ctx, notes = choose_context(info, options.n_ctx, ram_available, min_ctx, n_seq)
     offload = plan_offload(
-        layer_sizes(info), n_ctx, backend=gpu_backend, gpus=gpus,
+        layer_sizes(info), n_ctx * n_seq, backend=gpu_backend, gpus=gpus,
         unified_memory=unified_memory, requested=options.n_gpu_layers,
     )  # fmt: skip
     if offload.notice:

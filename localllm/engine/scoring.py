@@ -32,13 +32,14 @@ def scoring_plan(
     """The load plan for scoring windows of n_ctx tokens, logits buffer included."""
     from localllm import hardware
     from localllm.engine.build import offload_target
-    from localllm.engine.plan import CTX_STEP, MIN_CTX, OVERHEAD_BYTES, RAM_SHARE, make_plan
+    from localllm.engine.memory import largest_context
+    from localllm.engine.plan import CTX_STEP, MIN_CTX, RAM_SHARE, make_plan
 
     ram = hardware.memory().available if ram_available is None else ram_available
     n_vocab = int(info.get("tokenizer.ggml.tokens", 0) or 0)
     per_token = n_vocab * LOGIT_BYTES + max(0, info.kv_bytes_per_token())
-    budget = ram * RAM_SHARE - info.size - OVERHEAD_BYTES
-    fits = max(MIN_CTX, int(budget // per_token) // CTX_STEP * CTX_STEP) if per_token else n_ctx
+    most = largest_context(info, ram * RAM_SHARE, extra_per_token=n_vocab * LOGIT_BYTES)
+    fits = max(MIN_CTX, most // CTX_STEP * CTX_STEP)
     notes = []
     if n_ctx > fits:
         notes.append(
