@@ -82,3 +82,7 @@ class EngineBusy(LocalLLMError, RuntimeError):
 
 class ServerError(LocalLLMError, ConnectionError):
     """A localllm server that cannot be reached or answered with an error (`localllm ps`)."""
+
+
+class RequestError(LocalLLMError, ValueError):
+    """An API request the server cannot take as sent (bad messages, fields, options)."""

@@ -282,15 +282,33 @@ async def test_the_sidebar_opens_and_deletes_stored_conversations(two_stored):
         assert older.id not in [c["id"] for c in history.list(10)]
 
 
+class HeldEngine:
+    """The real engine, whose first answer waits after its first token until released:
+    how long the model's own answer runs differs between CPUs."""
+
+    def __init__(self, engine):
+        self._engine, self.release = engine, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, *args, **kwargs):
+        for i, event in enumerate(self._engine.stream(*args, **kwargs)):
+            yield event
+            if i == 0:
+                self.release.wait(30)
+
+
 async def test_a_message_sent_while_an_answer_streams_is_queued_and_sent_next(chat):
     app, controller, history = chat
-    controller.session.conv.params.max_tokens = 400
+    held = HeldEngine(controller.engine)
+    controller.session.engine = held
     async with app.run_test(size=(100, 30)) as pilot:
         await ask(app, pilot, "Write a very long story about a dragon and a knight.")
-        await pilot.pause(0.3)
-        assert app.screen.busy
+        await until(pilot, lambda: app.screen.busy, 30)
         await ask(app, pilot, "And which is the warmest?")
         await pilot.pause()
+        held.release.set()
         queued = app.screen.query_one(Transcript).messages[-1]
         assert isinstance(queued, UserMessage) and queued.text == "And which is the warmest?"
         assert queued.has_class("-queued") and "queued" in str(queued.render())

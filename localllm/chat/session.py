@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from localllm.chat.context import ContextEvent, ContextManager
+from localllm.chat.context import ContextEvent, ContextManager, TokenCounter
 from localllm.chat.conversation import Conversation, Message
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
@@ -204,31 +204,29 @@ class ChatSession:
     def _fold(self, memory: str, evicted: list[dict]) -> str:
         """Summarize the evicted turns together with the summary so far (a short side call)."""
         key = hashlib.sha256(repr((memory, evicted)).encode()).hexdigest()
-        if key in self._fold_cache:
-            return self._fold_cache[key]
-        transcript = "\n".join(f"{m['role'].title()}: {m['content']}" for m in evicted)
-        counter = self.context.counter
-        room = self.engine.n_ctx - MEMORY_MAX_TOKENS - 160 - counter.count(FOLD_INSTRUCTIONS)
-        room -= counter.count(memory) if memory else 0
-        transcript, _ = counter.cut_middle(transcript, max(64, room))
-        request = (
-            f"Summary so far:\n{memory}\n\n" if memory else ""
-        ) + f"New exchanges:\n{transcript}\n\nUpdated summary:"
-        prompt = self.engine.tokenize(
-            self.engine.render_chat(
-                [
-                    {"role": "system", "content": FOLD_INSTRUCTIONS},
-                    {"role": "user", "content": request},
-                ]
-            )
+        if key not in self._fold_cache:
+            self._fold_cache[key] = fold_turns(self.engine, memory, evicted)
+        return self._fold_cache[key]
+
+
+def fold_turns(engine, memory: str, evicted: list[dict]) -> str:
+    """The running summary with the evicted turns folded in: one short, greedy side call."""
+    transcript = "\n".join(f"{m['role'].title()}: {m['content']}" for m in evicted)
+    counter = TokenCounter(engine)
+    room = engine.n_ctx - MEMORY_MAX_TOKENS - 160 - counter.count(FOLD_INSTRUCTIONS)
+    room -= counter.count(memory) if memory else 0
+    transcript, _ = counter.cut_middle(transcript, max(64, room))
+    request = (
+        f"Summary so far:\n{memory}\n\n" if memory else ""
+    ) + f"New exchanges:\n{transcript}\n\nUpdated summary:"
+    prompt = engine.tokenize(
+        engine.render_chat(
+            [{"role": "system", "content": FOLD_INSTRUCTIONS}, {"role": "user", "content": request}]
         )
-        params = SamplingParams(max_tokens=MEMORY_MAX_TOKENS, temperature=0.0, seed=0)
-        summary = "".join(
-            e.text for e in self.engine.stream(prompt, params) if isinstance(e, Token)
-        ).strip()
-        summary = summary or memory  # a model that says nothing must not erase the memory
-        self._fold_cache[key] = summary
-        return summary
+    )
+    params = SamplingParams(max_tokens=MEMORY_MAX_TOKENS, temperature=0.0, seed=0)
+    summary = "".join(e.text for e in engine.stream(prompt, params) if isinstance(e, Token)).strip()
+    return summary or memory  # a model that says nothing must not erase the memory
 
 
 class _Either:

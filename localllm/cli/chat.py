@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localllm.cli.common import ctx_option, gpu_layers_option, load_model, quiet_option
+from localllm.cli.common import command_host, ctx_option, gpu_layers_option, quiet_option
 
 
 @click.command()
@@ -32,7 +32,6 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
     from localllm.cli.conversation import history_path
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings, load_user_config
-    from localllm.progress import SilentProgress
     from localllm.tui.app import make_app, model_choices
     from localllm.tui.controller import ChatController
 
@@ -45,9 +44,16 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None) or chat_config.get("model")
-    resolved, engine = load_model(
-        settings, wanted, ctx, progress, gpu_layers, in_child_process=True
-    )
+    # One host for the app's lifetime: a model switched away from is unloaded (keep-alive 0).
+    host = command_host(settings, progress, ctx, gpu_layers, in_child_process=True)
+    host.keep_alive = 0
+    resolved = host.acquire(wanted)
+    engine = resolved.engine
+    for note in engine.plan.notes:
+        progress.message(note)
+    in_use = {id(engine): resolved}
+    # From here the app owns the terminal: later loads (F2) report nothing to stderr.
+    progress.quiet, progress.bars = True, False
     defaults = ChatParams(
         temperature=float(chat_config.get("temperature", 0.7)),
         max_tokens=int(chat_config.get("max_tokens", 512)),
@@ -56,15 +62,15 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
     controller = ChatController(
         engine, resolved.name, history, conv, guardrails_from_config(config),
         save_dir=settings.data_dir, defaults=defaults,
+        release=lambda old: host.release(in_use.pop(id(old))),
     )  # fmt: skip
     if conv is None and chat_config.get("system_prompt"):
         controller.session.conv.system_prompt = chat_config["system_prompt"]
 
     def load(name: str):
-        loaded, new_engine = load_model(
-            settings, name, ctx, SilentProgress(), gpu_layers, in_child_process=True
-        )
-        return loaded.name, new_engine
+        loaded = host.acquire(name)
+        in_use[id(loaded.engine)] = loaded
+        return loaded.name, loaded.engine
 
     def pull(name: str, reporter) -> None:
         from localllm.store.pull import pull as do_pull
@@ -76,4 +82,4 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
     try:
         app.run()
     finally:
-        controller.engine.close()  # the model's process ends with the app
+        host.close()  # the model's process ends with the app

@@ -46,6 +46,26 @@ def quiet_option(func):
     )
 
 
+def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
+                 in_child_process: bool = False):  # fmt: skip
+    """The ModelHost a command loads its models through (one process, no keep-alive).
+
+    in_child_process loads each model in a process of its own (engine/remote.py), for the
+    chat app, whose drawing would otherwise compete with generation for the GIL."""
+    from localllm.engine import LoadOptions
+    from localllm.engine.host import Loader, ModelHost
+    from localllm.store.resolve import host_resolver
+
+    if in_child_process:
+        from localllm.engine.remote import load_remote_engine as load_engine
+    else:
+        from localllm.engine.llama import load_engine
+
+    options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
+    return ModelHost(host_resolver(settings, progress), {"chat": Loader(load_engine)},
+                     options=options, keep_alive=None)  # fmt: skip
+
+
 def load_model(
     settings: Settings,
     model_ref: str | None,
@@ -55,26 +75,11 @@ def load_model(
     *,
     in_child_process: bool = False,
 ):
-    """Resolve (fetching if needed) and load a model; returns (resolved model, engine).
+    """Resolve (fetching if needed) and load a model; returns (loaded model, engine).
 
-    in_child_process loads it in a process of its own (engine/remote.py), for the chat
-    app, whose drawing would otherwise compete with generation for the GIL."""
-    from localllm.engine import LoadOptions
-    from localllm.store.probe import check_loadable
-    from localllm.store.resolve import mark_used, resolve_model
-
-    if in_child_process:
-        from localllm.engine.remote import load_remote_engine as load_engine
-    else:
-        from localllm.engine.llama import load_engine
-
-    model = resolve_model(
-        settings, model_ref, progress, show_pip_progress=getattr(progress, "bars", False)
-    )
-    check_loadable(settings, model.path)  # a file new to us: would llama.cpp crash on it?
-    options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
-    engine = load_engine(model.path, options)
-    for note in engine.plan.notes:
+    The engine is the caller's to close when the command ends."""
+    host = command_host(settings, progress, n_ctx, gpu_layers, in_child_process=in_child_process)
+    loaded = host.acquire(model_ref)
+    for note in loaded.engine.plan.notes:
         progress.message(note)
-    mark_used(settings, model)
-    return model, engine
+    return loaded, loaded.engine

@@ -85,15 +85,25 @@ def resolve_model(
     progress: ProgressReporter | None = None,
     *,
     show_pip_progress: bool = False,
+    allow_fetch: bool = True,
+    allow_paths: bool = True,
 ) -> ResolvedModel:
-    """Find (and if needed fetch) the model `ref` names; None means the default model."""
+    """Find (and if needed fetch) the model `ref` names; None means the default model.
+
+    The server passes allow_paths=False (requests name models, never files) and
+    allow_fetch=False unless started with --allow-pull."""
     progress = progress or SilentProgress()
     ref = (ref or DEFAULT_MODEL).strip()
     if not ref:
         raise ModelNotFound("empty model name: name a model, e.g. -m smollm2-135m")
     is_known = ref.startswith("hf:") or catalog_target(ref) is not None
     if not is_known and Registry(settings).get(ref) is None:
-        if _looks_like_path(ref) or Path(ref).exists():
+        if not allow_paths and _looks_like_path(ref):
+            raise ModelNotFound(
+                f"{ref!r} is a path: the server loads models by name; register the file with "
+                "`localllm import PATH` and use its name"
+            )
+        if allow_paths and (_looks_like_path(ref) or Path(ref).exists()):
             return _resolve_path(ref)
         known = ", ".join(sorted(load_catalog()))
         raise ModelNotFound(
@@ -109,6 +119,11 @@ def resolve_model(
             )
         progress.message(f"{entry.name}: the stored file is damaged or missing; fetching it again")
         entry = None
+    if entry is None and not allow_fetch:
+        raise ModelNotFound(
+            f"model {ref!r} is not pulled: run `localllm pull {ref}` first, or start the "
+            "server with --allow-pull"
+        )
     if entry is None:
         target = pull_target(settings, ref)
         entry = pull(settings, target, progress, show_pip_progress=show_pip_progress)
@@ -118,3 +133,22 @@ def resolve_model(
 def mark_used(settings: Settings, model: ResolvedModel) -> None:
     if model.registry_key:
         Registry(settings).touch(model.registry_key)
+
+
+def host_resolver(settings: Settings, progress: ProgressReporter | None = None, *,
+                  allow_fetch: bool = True, allow_paths: bool = True):  # fmt: skip
+    """The ModelHost's resolve callable: a reference to a verified, loadable local file."""
+    from localllm.engine.host import HostedModel
+    from localllm.store.probe import check_loadable
+
+    progress = progress or SilentProgress()
+
+    def resolve(ref: str | None) -> HostedModel:
+        model = resolve_model(
+            settings, ref, progress, show_pip_progress=getattr(progress, "bars", False),
+            allow_fetch=allow_fetch, allow_paths=allow_paths,
+        )  # fmt: skip
+        check_loadable(settings, model.path)  # a file new to us: would llama.cpp crash on it?
+        return HostedModel(model.name, model.path, on_used=lambda: mark_used(settings, model))
+
+    return resolve

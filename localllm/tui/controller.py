@@ -24,8 +24,11 @@ class ChatController:
         guardrails: Guardrails | None = None,
         save_dir: Path | None = None,
         defaults: ChatParams | None = None,
+        release=None,
     ):
         self.engine = engine
+        # Hands a replaced engine back to whoever loaded it (the model host); default: close.
+        self.release = release or (lambda old: old.close() if hasattr(old, "close") else None)
         self.model_name = model_name
         self.history = history
         self.guardrails = guardrails
@@ -88,8 +91,8 @@ class ChatController:
         self.session = ChatSession(engine, conv, self.history, self.guardrails)
         if conv.id is not None:
             self.history.save_state(conv)
-        if old is not engine and hasattr(old, "close"):
-            old.close()
+        if old is not engine:
+            self.release(old)
 
     def save_last_answer(self, text: str) -> Path:
         from localllm.store.integrity import write_text_atomically

@@ -1,0 +1,80 @@
+"""Embeddings: a model loaded in llama.cpp's embedding mode, mean-pooled and L2-normalised.
+
+Generative models have no pooling of their own in their header; the mean of the
+last hidden states is what llama-server and Ollama give for them too. One call
+at a time (a lock): llama.cpp's embedding context is not shared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from localllm.engine.base import LoadOptions
+from localllm.engine.llama import _silence_llama_cpp_log, plan_load
+from localllm.errors import ContextOverflow, ModelLoadError
+
+EMBED_CTX = 2048  # tokens one input may have (the model's trained context if smaller)
+
+
+class EmbeddingEngine:
+    def __init__(self, llm, info, plan, load_s: float):
+        self._llm = llm
+        self._lock = threading.Lock()
+        self.info = info
+        self.plan = plan
+        self.load_s = load_s
+
+    @classmethod
+    def load(cls, path: str | Path, options: LoadOptions | None = None) -> EmbeddingEngine:
+        import llama_cpp
+
+        options = options or LoadOptions()
+        n_ctx = options.n_ctx or EMBED_CTX
+        info, plan = plan_load(path, LoadOptions(n_ctx=n_ctx, n_threads=options.n_threads,
+                                                 n_gpu_layers=options.n_gpu_layers))  # fmt: skip
+        if not options.verbose:
+            _silence_llama_cpp_log()
+        started = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path), embedding=True, n_ctx=plan.n_ctx, n_batch=plan.n_ctx,
+                n_ubatch=plan.n_ctx, n_threads=plan.n_threads, n_threads_batch=plan.n_threads,
+                n_gpu_layers=plan.n_gpu_layers, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                verbose=options.verbose,
+            )  # fmt: skip
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(
+                f"llama.cpp could not load {Path(path).name} for embeddings: {exc}"
+            ) from None
+        return cls(llm, info, plan, time.perf_counter() - started)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx()
+
+    @property
+    def dimensions(self) -> int:
+        return self._llm.n_embd()
+
+    def count(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8")))
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit-length vectors for texts, and the tokens they took; ContextOverflow if long."""
+        counts = [self.count(t) for t in texts]
+        for i, n in enumerate(counts):
+            if n > self.n_ctx:
+                raise ContextOverflow(
+                    f"input {i} is {n} tokens but embeddings take at most {self.n_ctx}: "
+                    "split it into smaller pieces"
+                )
+        with self._lock:
+            vectors = [self._llm.embed(t, normalize=True) for t in texts]
+        return vectors, sum(counts)
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()

@@ -1,0 +1,199 @@
+"""ModelHost: the one place models are loaded, kept, evicted and closed.
+
+The CLI, the chat app and the server ask the host for a model by reference;
+the host resolves it (a callable from the store, so the engine layer does not
+depend on it), loads it with the loader for the kind asked (a one-sequence
+engine, the batching engine, an embedding engine), and keeps it for its
+keep-alive after the last user lets go (Ollama's `keep_alive`: 0 unloads at
+once, None keeps it until the host closes). Before a load that would not fit
+in memory (engine/memory.py's estimate against free RAM) it evicts the least
+recently used idle models. A model in use is never evicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from localllm.engine.base import LoadOptions
+from localllm.engine.memory import estimate_memory
+from localllm.engine.plan import DEFAULT_CTX, RAM_SHARE
+from localllm.gguf_meta import read_gguf_info
+
+DEFAULT_KEEP_ALIVE = 300.0  # seconds an idle model stays loaded (Ollama's default too)
+SWEEP_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Loader:
+    """How to load one kind of engine, and how many sequences of n_ctx its KV cache holds."""
+
+    load: Callable[[Path, LoadOptions], object]
+    n_seq: int = 1
+
+
+@dataclass(frozen=True)
+class HostedModel:
+    """What a resolver returns: the name to show and the file to load."""
+
+    name: str
+    path: Path
+    on_used: Callable[[], None] | None = None  # e.g. the registry's last-used stamp
+
+
+@dataclass
+class Loaded:
+    name: str
+    path: Path
+    kind: str
+    engine: object
+    size: int  # estimated bytes (weights, KV cache, buffers)
+    n_ctx: int | None
+    keep_alive: float | None  # seconds idle before unloading; None: until the host closes
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    users: int = 0
+
+    @property
+    def expires_at(self) -> float | None:
+        if self.keep_alive is None:
+            return None
+        return (
+            self.last_used + self.keep_alive
+            if self.users == 0
+            else time.time() + max(self.keep_alive, 0.0)
+        )
+
+
+class ModelHost:
+    def __init__(
+        self,
+        resolve: Callable[[str | None], HostedModel],
+        loaders: dict[str, Loader],
+        *,
+        options: LoadOptions | None = None,
+        keep_alive: float | None = DEFAULT_KEEP_ALIVE,
+        memory_budget: Callable[[], float] | None = None,
+        sweep: bool = False,
+    ):
+        self._resolve = resolve
+        self._loaders = loaders
+        self.options = options or LoadOptions()
+        self.keep_alive = keep_alive
+        self._budget = memory_budget or _free_ram_budget
+        self._models: list[Loaded] = []
+        self._lock = threading.RLock()
+        self._load_lock = threading.Lock()  # one load at a time: loads compete for memory
+        self._closed = threading.Event()
+        self.notes: list[str] = []  # evictions and load notes, for the caller to show
+        if sweep:
+            threading.Thread(target=self._sweep, name="localllm-host", daemon=True).start()
+
+    # -- what callers use --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def use(self, ref: str | None, kind: str = "chat", **kwargs) -> Iterator[Loaded]:
+        loaded = self.acquire(ref, kind, **kwargs)
+        try:
+            yield loaded
+        finally:
+            self.release(loaded)
+
+    def acquire(self, ref: str | None, kind: str = "chat", *, n_ctx: int | None = None,
+                keep_alive: float | str | None = "default") -> Loaded:  # fmt: skip
+        """The loaded model ref names (loading it if needed), marked in use until release."""
+        model = self._resolve(ref)
+        keep = self.keep_alive if keep_alive == "default" else keep_alive
+        with self._load_lock:
+            loaded = self._find(model.name, kind, n_ctx)
+            if loaded is None:
+                loaded = self._load(model, kind, n_ctx, keep)
+            with self._lock:
+                loaded.users += 1
+                loaded.keep_alive = keep
+                loaded.last_used = time.time()
+        if model.on_used is not None:
+            model.on_used()
+        return loaded
+
+    def release(self, loaded: Loaded) -> None:
+        with self._lock:
+            loaded.users = max(0, loaded.users - 1)
+            loaded.last_used = time.time()
+            done = loaded.users == 0 and loaded.keep_alive is not None and loaded.keep_alive <= 0
+        if done:
+            self._unload(loaded)
+
+    def loaded(self) -> list[Loaded]:
+        with self._lock:
+            return list(self._models)
+
+    def unload(self, name: str) -> bool:
+        """Unload every idle instance of name; False when none was loaded."""
+        found = [m for m in self.loaded() if m.name == name and m.users == 0]
+        for m in found:
+            self._unload(m, only_idle=True)
+        return bool(found)
+
+    def close(self) -> None:
+        self._closed.set()
+        for m in self.loaded():
+            self._unload(m)
+
+    # -- inside ------------------------------------------------------------------
+
+    def _find(self, name: str, kind: str, n_ctx: int | None) -> Loaded | None:
+        with self._lock:
+            for m in self._models:
+                if m.name == name and m.kind == kind and (n_ctx is None or m.n_ctx == n_ctx):
+                    return m
+        return None
+
+    def _load(self, model: HostedModel, kind: str, n_ctx: int | None, keep) -> Loaded:
+        loader = self._loaders[kind]
+        options = replace(self.options, n_ctx=n_ctx or self.options.n_ctx)
+        info = read_gguf_info(model.path)
+        ctx = options.n_ctx or min(DEFAULT_CTX, info.context_length or DEFAULT_CTX)
+        need = estimate_memory(info, ctx * loader.n_seq).total
+        self._make_room(need)
+        engine = loader.load(model.path, options)
+        loaded = Loaded(model.name, model.path, kind, engine, need, n_ctx, keep)
+        with self._lock:
+            self._models.append(loaded)
+        return loaded
+
+    def _make_room(self, need: int) -> None:
+        """Evict idle models, least recently used first, until need fits the budget."""
+        while need > self._budget():
+            with self._lock:
+                idle = sorted((m for m in self._models if m.users == 0), key=lambda m: m.last_used)
+            if not idle:
+                return  # the load itself says whether it fits; models in use stay
+            victim = idle[0]
+            self.notes.append(f"unloaded {victim.name} to make room ({need / 2**20:.0f} MiB)")
+            self._unload(victim, only_idle=True)
+
+    def _unload(self, loaded: Loaded, *, only_idle: bool = False) -> None:
+        with self._lock:
+            if loaded not in self._models or (only_idle and loaded.users):
+                return
+            self._models.remove(loaded)
+        loaded.engine.close()
+
+    def _sweep(self) -> None:
+        while not self._closed.wait(SWEEP_SECONDS):
+            now = time.time()
+            for m in self.loaded():
+                expires = m.expires_at
+                if m.users == 0 and expires is not None and expires <= now:
+                    self._unload(m, only_idle=True)
+
+
+def _free_ram_budget() -> float:
+    from localllm import hardware
+
+    return hardware.memory().available * RAM_SHARE
