@@ -21,6 +21,8 @@ COMMANDS = {
     "run": ("localllm.cli.run", "run", "Stream one answer from a model to stdout."),
     "chat": ("localllm.cli.chat", "chat", "Chat in the terminal (Textual app)."),
     "summarize": ("localllm.cli.summarize", "summarize", "Summarize documents of any length."),
+    "serve": ("localllm.cli.serve", "serve", "Serve the OpenAI and Ollama APIs (many at once)."),
+    "ps": ("localllm.cli.serve", "ps", "Show the models a running server has loaded."),
     "pull": ("localllm.cli.models", "pull", "Download, verify and register a model."),
     "list": ("localllm.cli.models", "list_models", "List downloaded and imported models."),
     "show": ("localllm.cli.models", "show", "Show a model's details and memory needs."),

@@ -57,6 +57,7 @@ class Loaded:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     users: int = 0
+    pinned: bool = False
 
     @property
     def expires_at(self) -> float | None:
@@ -104,7 +105,8 @@ class ModelHost:
             self.release(loaded)
 
     def acquire(self, ref: str | None, kind: str = "chat", *, n_ctx: int | None = None,
-                keep_alive: float | str | None = "default") -> Loaded:  # fmt: skip
+                keep_alive: float | str | None = "default",
+                pin: bool = False) -> Loaded:  # fmt: skip
         """The loaded model ref names (loading it if needed), marked in use until release."""
         model = self._resolve(ref)
         keep = self.keep_alive if keep_alive == "default" else keep_alive
@@ -114,7 +116,8 @@ class ModelHost:
                 loaded = self._load(model, kind, n_ctx, keep)
             with self._lock:
                 loaded.users += 1
-                loaded.keep_alive = keep
+                loaded.pinned = loaded.pinned or pin  # pinned: kept until the host closes
+                loaded.keep_alive = None if loaded.pinned else keep
                 loaded.last_used = time.time()
         if model.on_used is not None:
             model.on_used()

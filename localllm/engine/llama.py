@@ -123,6 +123,10 @@ class LlamaModelText:
         self.bos_text = self._piece(llm.token_bos())
         self.eos_text = self._piece(llm.token_eos())
 
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
     def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:
