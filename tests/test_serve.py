@@ -115,23 +115,40 @@ def test_json_object_mode_and_unenforceable_schema(client):
               max_tokens=120, temperature=0.7, seed=2)  # fmt: skip
     if out.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(out.choices[0].message.content), dict)
-    bad = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
-        "type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}}}
+    bad = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "n",
+            "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}},
+        },
+    }
     with pytest.raises(openai.BadRequestError) as err:
         ask(client, "A number.", response_format=bad)
     assert "minimum" in err.value.message
 
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
-    "unit": {"enum": ["C", "F"]}}, "required": ["city", "unit"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 20},
+                "unit": {"enum": ["C", "F"]},
+            },
+            "required": ["city", "unit"],
+        },
+    },
+}
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
     "type": "object", "properties": {"zone": {"type": "string", "maxLength": 10}},
     "required": ["zone"]}}}  # fmt: skip
 
 
-@pytest.mark.parametrize("choice", ["required", {"type": "function",
-                                                 "function": {"name": "get_time"}}])
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "get_time"}}]
+)
 def test_forced_tool_calls_match_the_tool_schema(client, choice):
     out = ask(client, "What's the weather in Paris?", tools=[WEATHER, TIME], tool_choice=choice,
               max_tokens=80, temperature=0)  # fmt: skip
