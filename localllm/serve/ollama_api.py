@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from localllm import __version__
 from localllm.engine.base import Finished, SamplingParams, Token
 from localllm.errors import RequestError
-from localllm.serve.openai_api import read_json
+from localllm.serve.openai_api import embedding_inputs, read_json
 from localllm.serve.runner import Job, Outcome, json_mode_schema
 
 router = APIRouter()
@@ -225,10 +225,7 @@ async def ps(request: Request):
 @router.post("/api/embed")
 async def embed(request: Request):
     body = await read_json(request)
-    inputs = body.get("input")
-    inputs = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise RequestError("input must be a string or a non-empty list of strings")
+    inputs = embedding_inputs(body)
     started = time.perf_counter()
     vectors, used, name = await request.app.state.embed(body.get("model"), inputs)
     return {"model": name, "embeddings": vectors, "prompt_eval_count": used,

@@ -37,6 +37,15 @@ async def read_json(request: Request) -> dict:
     return body
 
 
+def embedding_inputs(body: dict) -> list[str]:
+    """The texts to embed: `input` as a string or a non-empty list of strings (both APIs)."""
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise RequestError("input must be a string or a non-empty list of strings")
+    return inputs
+
+
 def _number(body: dict, key: str, default, kind=float, low=None, high=None):
     value = body.get(key)
     if value is None:
@@ -292,10 +301,7 @@ async def _completion_sse(cid, first, events, outcome: Outcome, include_usage: b
 @router.post("/v1/embeddings")
 async def embeddings(request: Request):
     body = await read_json(request)
-    inputs = body.get("input")
-    inputs = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise RequestError("input must be a string or a non-empty list of strings")
+    inputs = embedding_inputs(body)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise RequestError("encoding_format must be float or base64")
