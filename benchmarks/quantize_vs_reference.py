@@ -24,20 +24,19 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import gguf
 import numpy as np
+from llama_sources import vendored_llama_cpp  # benchmarks/ is on the path of its scripts
 
 from localllm.config import Settings
 from localllm.quality import evaluate, heldout_text
 from localllm.store.resolve import resolve_model
 from quantize.export import export_checkpoint
 
-PIN = "llama-cpp-python==0.3.36"
 REFERENCE_PACKAGES = ["torch==2.13.0", "transformers>=5", "sentencepiece", "safetensors",
                       "protobuf", "numpy"]  # fmt: skip
 OURS = (
@@ -83,18 +82,7 @@ def reference_side(cache: Path) -> tuple[Path, Path]:
     if not ready.exists():
         run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", *REFERENCE_PACKAGES])
         ready.touch()
-    source = cache / "llama.cpp"
-    if not (source / "convert_hf_to_gguf.py").exists():
-        sdist = cache / "sdist"
-        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             "-d", str(sdist), PIN])  # fmt: skip
-        (archive,) = sdist.glob("llama_cpp_python-*.tar.gz")
-        with tarfile.open(archive) as tar:
-            prefix = tar.getnames()[0].split("/")[0] + "/vendor/llama.cpp/"
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
-            for member in members:
-                member.name = member.name[len(prefix) :]
-            tar.extractall(source, members=[m for m in members if m.name], filter="data")
+    source = vendored_llama_cpp(cache, cache / "llama.cpp")
     return env / "bin" / "python", source
 
 

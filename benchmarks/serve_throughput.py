@@ -22,17 +22,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 from pathlib import Path
 
 import httpx
+from llama_sources import vendored_llama_cpp  # benchmarks/ is on the path of its scripts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from serverproc import free_port
 
-PIN = "llama-cpp-python==0.3.36"
 CACHE = Path(os.environ.get("LOCALLLM_BENCH_CACHE", Path.home() / ".cache/localllm-bench"))
 LEVELS = (1, 2, 4, 8)
 TOPICS = ("a dragon", "the sea", "a robot", "a city", "a garden", "a train", "the moon", "a storm")
@@ -49,17 +48,7 @@ def llama_server(cache: Path) -> Path:
     binary = cache / "llama.cpp" / "build" / "bin" / "llama-server"
     if binary.exists():
         return binary
-    source = cache / "llama.cpp"
-    if not (source / "CMakeLists.txt").exists():
-        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             "-d", str(cache / "sdist"), PIN])  # fmt: skip
-        (archive,) = (cache / "sdist").glob("llama_cpp_python-*.tar.gz")
-        with tarfile.open(archive) as tar:
-            prefix = tar.getnames()[0].split("/")[0] + "/vendor/llama.cpp/"
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
-            for m in members:
-                m.name = m.name[len(prefix) :]
-            tar.extractall(source, members=[m for m in members if m.name], filter="data")
+    source = vendored_llama_cpp(cache, cache / "llama.cpp")
     run(["cmake", "-S", source, "-B", source / "build", "-DCMAKE_BUILD_TYPE=Release",
          "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"])  # fmt: skip
     run(["cmake", "--build", source / "build", "--target", "llama-server", "-j",
