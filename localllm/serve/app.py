@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -50,7 +50,6 @@ class ServeConfig:
     allow_pull: bool = False
     models: tuple[str, ...] = ()  # loaded at start and kept loaded
     verbose: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def loopback(self) -> bool:

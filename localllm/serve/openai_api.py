@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from localllm.chat.tools import parse_forced, parse_tool_calls
 from localllm.engine.base import Finished, SamplingParams, Token
@@ -169,20 +168,27 @@ async def get_model(name: str, request: Request):
     raise ModelNotFound(f"model {name!r} is not on this server: `localllm list` shows them")
 
 
+async def _start(request: Request, body: dict, job: Job, outcome: Outcome, cid: str, sse):
+    """A StreamingResponse of sse(...) when the body asks to stream, else the answer's tokens.
+
+    The first event is awaited before the 200 goes out, so an unknown model or an overflow
+    is still an error response."""
+    events = request.app.state.runner.run(job, outcome)
+    if not body.get("stream"):
+        return [e async for e in events if isinstance(e, Token)]
+    usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    first = await anext(events)
+    return StreamingResponse(sse(cid, first, events, outcome, usage),
+                             media_type="text/event-stream")  # fmt: skip
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request):
     body = await read_json(request)
-    job = _job(body, chat=True)
-    runner = request.app.state.runner
-    outcome = Outcome()
-    cid = "chatcmpl-" + uuid.uuid4().hex
-    if body.get("stream"):
-        usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = runner.run(job, outcome)
-        first = await anext(events)  # errors (unknown model, overflow) before the 200
-        return StreamingResponse(_chat_sse(cid, first, events, outcome, usage),
-                                 media_type="text/event-stream")  # fmt: skip
-    tokens = [e async for e in runner.run(job, outcome) if isinstance(e, Token)]
+    outcome, cid = Outcome(), "chatcmpl-" + uuid.uuid4().hex
+    tokens = await _start(request, body, _job(body, chat=True), outcome, cid, _chat_sse)
+    if isinstance(tokens, StreamingResponse):
+        return tokens
     text = "".join(t.text for t in tokens)
     message, finish = _chat_message(text, outcome)
     choice = {"index": 0, "message": message, "logprobs": _logprobs(tokens),
@@ -248,17 +254,10 @@ async def _chat_sse(cid, first, events, outcome: Outcome, include_usage: bool):
 @router.post("/v1/completions")
 async def completions(request: Request):
     body = await read_json(request)
-    job = _job(body, chat=False)
-    runner = request.app.state.runner
-    outcome = Outcome()
-    cid = "cmpl-" + uuid.uuid4().hex
-    if body.get("stream"):
-        usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = runner.run(job, outcome)
-        first = await anext(events)
-        return StreamingResponse(_completion_sse(cid, first, events, outcome, usage),
-                                 media_type="text/event-stream")  # fmt: skip
-    tokens = [e async for e in runner.run(job, outcome) if isinstance(e, Token)]
+    outcome, cid = Outcome(), "cmpl-" + uuid.uuid4().hex
+    tokens = await _start(request, body, _job(body, chat=False), outcome, cid, _completion_sse)
+    if isinstance(tokens, StreamingResponse):
+        return tokens
     choice = {"index": 0, "text": "".join(t.text for t in tokens),
               "logprobs": _completion_logprobs(tokens),
               "finish_reason": FINISH[outcome.finished.stats.stop_reason]}  # fmt: skip
@@ -311,11 +310,3 @@ async def embeddings(request: Request):
     return {"object": "list", "model": name, "data": [
         {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
     ], "usage": {"prompt_tokens": used, "total_tokens": used}}  # fmt: skip
-
-
-def openai_error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None,
-                                   "code": code}}, status_code=status)  # fmt: skip
-
-
-_ = time  # created timestamps come from Outcome

@@ -25,7 +25,7 @@ from localllm.chat.session import fold_turns
 from localllm.chat.tools import forced_call_schema, tool_functions
 from localllm.engine.base import Finished, SamplingParams, Token
 from localllm.engine.grammar import ANY_JSON_OBJECT, schema_to_grammar
-from localllm.errors import RequestError
+from localllm.errors import ContextOverflow, RequestError
 
 POLICIES = ("off", "window", "summary")
 
@@ -119,8 +119,6 @@ class Runner:
         return prompt.tokens, self._room(engine, len(prompt.tokens), params, job)
 
     def _check_room(self, engine, n: int, job: Job) -> None:
-        from localllm.errors import ContextOverflow
-
         reserve = job.params.max_tokens if job.max_tokens_given else 1
         if n + reserve > engine.n_ctx:
             raise ContextOverflow(
@@ -134,15 +132,6 @@ class Runner:
         if not job.max_tokens_given:
             return replace(params, max_tokens=max(1, engine.n_ctx - n))
         return params
-
-    async def complete(self, job: Job, outcome: Outcome) -> str:
-        """The whole answer at once (non-streaming requests)."""
-        parts = []
-        async for event in self.run(job, outcome):
-            if isinstance(event, Token):
-                parts.append(event)
-        outcome.tokens_with_logprobs = parts
-        return "".join(t.text for t in parts)
 
 
 def json_mode_schema() -> dict:
