@@ -54,3 +54,23 @@ def test_the_server_resolver_takes_names_only(starter_home, tmp_path):
         host.acquire(str(tmp_path / "model.gguf"))
     with pytest.raises(ModelNotFound, match="not pulled"):
         host.acquire("qwen2.5-1.5b")
+
+
+def test_a_loaded_model_is_taken_without_reading_the_store_again(starter_home):
+    settings = Settings.from_env({"LOCALLLM_HOME": str(starter_home)})
+    resolve = host_resolver(settings, allow_fetch=False, allow_paths=False)
+    calls = []
+
+    def counting(ref):
+        calls.append(ref)
+        return resolve(ref)
+
+    host = ModelHost(counting, {"chat": Loader(load_engine)}, memory_budget=lambda: 2**40)
+    first = host.acquire("smollm2-135m")
+    host.release(first)
+    assert host.acquire_loaded("smollm2-135m:q4_1") is None  # another reference: resolved anew
+    for _ in range(3):
+        with host.use("smollm2-135m") as again:
+            assert again is first
+    assert calls == ["smollm2-135m"] and first.users == 0
+    host.close()

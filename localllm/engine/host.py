@@ -26,6 +26,7 @@ from localllm.gguf_meta import read_gguf_info
 
 DEFAULT_KEEP_ALIVE = 300.0  # seconds an idle model stays loaded (Ollama's default too)
 SWEEP_SECONDS = 1.0
+MARK_USED_EVERY_S = 60.0  # the registry's last-used stamp is a file write: not per request
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Loaded:
     last_used: float = field(default_factory=time.time)
     users: int = 0
     pinned: bool = False
+    refs: set = field(default_factory=set)  # references that resolved to this model
+    marked_at: float = 0.0  # when on_used last ran
 
     @property
     def expires_at(self) -> float | None:
@@ -108,20 +111,34 @@ class ModelHost:
                 keep_alive: float | str | None = "default",
                 pin: bool = False) -> Loaded:  # fmt: skip
         """The loaded model ref names (loading it if needed), marked in use until release."""
+        found = self.acquire_loaded(ref, kind, n_ctx=n_ctx, keep_alive=keep_alive, pin=pin)
+        if found is not None:
+            return found
         model = self._resolve(ref)
-        keep = self.keep_alive if keep_alive == "default" else keep_alive
         with self._load_lock:
             loaded = self._find(model.name, kind, n_ctx)
             if loaded is None:
+                keep = self.keep_alive if keep_alive == "default" else keep_alive
                 loaded = self._load(model, kind, n_ctx, keep)
             with self._lock:
-                loaded.users += 1
-                loaded.pinned = loaded.pinned or pin  # pinned: kept until the host closes
-                loaded.keep_alive = None if loaded.pinned else keep
-                loaded.last_used = time.time()
-        if model.on_used is not None:
-            model.on_used()
+                loaded.refs.add(ref)
+                self._take(loaded, keep_alive, pin)
+        self._mark_used(loaded, model)
         return loaded
+
+    def acquire_loaded(self, ref: str | None, kind: str = "chat", *, n_ctx: int | None = None,
+                       keep_alive: float | str | None = "default",
+                       pin: bool = False) -> Loaded | None:  # fmt: skip
+        """Like acquire, but only a model already loaded under ref, else None; never blocks.
+
+        A server's requests take this path: resolving a reference reads the store, so it is
+        done once per load, not once per request."""
+        with self._lock:
+            for m in self._models:
+                if ref in m.refs and m.kind == kind and (n_ctx is None or m.n_ctx == n_ctx):
+                    self._take(m, keep_alive, pin)
+                    return m
+        return None
 
     def release(self, loaded: Loaded) -> None:
         with self._lock:
@@ -148,6 +165,18 @@ class ModelHost:
             self._unload(m)
 
     # -- inside ------------------------------------------------------------------
+
+    def _take(self, loaded: Loaded, keep_alive, pin: bool) -> None:
+        keep = self.keep_alive if keep_alive == "default" else keep_alive
+        loaded.users += 1
+        loaded.pinned = loaded.pinned or pin  # pinned: kept until the host closes
+        loaded.keep_alive = None if loaded.pinned else keep
+        loaded.last_used = time.time()
+
+    def _mark_used(self, loaded: Loaded, model: HostedModel) -> None:
+        if model.on_used is not None and time.time() - loaded.marked_at >= MARK_USED_EVERY_S:
+            loaded.marked_at = time.time()
+            model.on_used()
 
     def _find(self, name: str, kind: str, n_ctx: int | None) -> Loaded | None:
         with self._lock:

@@ -68,6 +68,10 @@ class Runner:
         self.max_tokens_cap = max_tokens_cap
 
     async def acquire(self, model: str | None, kind: str = "chat", **kwargs):
+        # A model already loaded is taken on the loop; resolving and loading go to a thread.
+        loaded = self.host.acquire_loaded(model, kind, **kwargs)
+        if loaded is not None:
+            return loaded
         return await anyio.to_thread.run_sync(lambda: self.host.acquire(model, kind, **kwargs))
 
     async def run(self, job: Job, outcome: Outcome) -> AsyncIterator[Token | Finished]:
