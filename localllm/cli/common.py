@@ -50,14 +50,14 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
                  in_child_process: bool = False):  # fmt: skip
     """The ModelHost a command loads its models through (one process, no keep-alive).
 
-    in_child_process loads each model in a process of its own (engine/remote.py), for the
+    in_child_process loads each model in a process of its own (engine/process.py), for the
     chat app, whose drawing would otherwise compete with generation for the GIL."""
     from localllm.engine import LoadOptions
     from localllm.engine.host import Loader, ModelHost
     from localllm.store.resolve import host_resolver
 
     if in_child_process:
-        from localllm.engine.remote import load_remote_engine as load_engine
+        from localllm.engine.process import load_process_engine as load_engine
     else:
         from localllm.engine.llama import load_engine
 

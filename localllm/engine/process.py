@@ -7,7 +7,7 @@ holds up decoding for as long as it runs, and a redraw is tens of milliseconds
 of Python. A child process has its own interpreter, so the model decodes at
 full speed whatever the UI does (what Ollama does with its runner processes).
 
-RemoteEngine offers the same methods as LlamaEngine; each call is a request
+ProcessEngine offers the same methods as LlamaEngine; each call is a request
 over a pipe, answered in order (a lock keeps one call at a time). stream()
 forwards Token events as the child produces them and passes the caller's
 cancel flag on through a shared event.
@@ -125,7 +125,7 @@ def _answer_requests(conn, engine, cancel) -> None:
             conn.send(("error", _portable(exc)))
 
 
-class RemoteEngine:
+class ProcessEngine:
     """A model loaded in a child process; the Engine protocol over a pipe."""
 
     def __init__(self, path: str | Path, options: LoadOptions | None = None):
@@ -262,5 +262,5 @@ class RemoteEngine:
         self._conn.close()
 
 
-def load_remote_engine(path: str | Path, options: LoadOptions | None = None) -> RemoteEngine:
-    return RemoteEngine(path, options)
+def load_process_engine(path: str | Path, options: LoadOptions | None = None) -> ProcessEngine:
+    return ProcessEngine(path, options)
