@@ -106,6 +106,17 @@ CONFIG_KEYS: dict[str, dict[str, tuple]] = {
 }
 
 
+# [engines.NAME]: a remote OpenAI-compatible engine (localllm/remote_engines.py uses them).
+ENGINE_KEYS: dict[str, tuple] = {
+    "url": ((str,), lambda v: v.startswith(("http://", "https://")), "an http(s):// URL"),
+    "model": ((str,), lambda v: bool(v.strip()), "a model name the engine serves"),
+    "api_key_env": ((str,), lambda v: v.replace("_", "").isalnum(), "an environment variable name"),
+    "n_ctx": ((int,), lambda v: v >= 64, "a whole number of at least 64"),
+    "parallel": ((int,), lambda v: 1 <= v <= 1024, "a whole number from 1 to 1024"),
+    "timeout_s": (_NUMBER, lambda v: v > 0, "a number of seconds above 0"),
+}
+
+
 def load_user_config(settings: Settings) -> dict:
     """config.toml from the config folder ({} when absent), validated.
 
@@ -136,11 +147,14 @@ def _validate_config(config: dict, path: Path) -> None:
     from localllm.errors import ConfigError
 
     for section, values in config.items():
+        if section == "engines" and isinstance(values, dict):
+            _validate_engines(values, path)
+            continue
         known = CONFIG_KEYS.get(section)
         if known is None or not isinstance(values, dict):
             raise ConfigError(
                 f"{path}: unknown section [{section}]; the sections are "
-                + ", ".join(f"[{s}]" for s in CONFIG_KEYS)
+                + ", ".join(f"[{s}]" for s in (*CONFIG_KEYS, "engines.NAME"))
             )
         for key, value in values.items():
             if key not in known:
@@ -151,3 +165,23 @@ def _validate_config(config: dict, path: Path) -> None:
             # bool is an int to Python, never a number to a user
             if isinstance(value, bool) or not isinstance(value, types) or not check(value):
                 raise ConfigError(f"{path}: {section}.{key} = {value!r} must be {expected}")
+
+
+def _validate_engines(engines: dict, path: Path) -> None:
+    from localllm.errors import ConfigError
+
+    for name, values in engines.items():
+        where = f"{path}: [engines.{name}]"
+        if not isinstance(values, dict) or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where} must be a table named with letters, digits, - and _")
+        if "api_key" in values:
+            raise ConfigError(f"{where} holds an API key: keys are not kept in files; put it in "
+                              "an environment variable and name that with api_key_env")  # fmt: skip
+        if "url" not in values:
+            raise ConfigError(f'{where} needs url = "http://HOST:PORT/v1"')
+        for key, value in values.items():
+            if key not in ENGINE_KEYS:
+                raise ConfigError(f"{where}: unknown key {key}; it takes " + ", ".join(ENGINE_KEYS))
+            types, check, expected = ENGINE_KEYS[key]
+            if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+                raise ConfigError(f"{where}: {key} = {value!r} must be {expected}")

@@ -86,3 +86,7 @@ class ServerError(LocalLLMError, ConnectionError):
 
 class RequestError(LocalLLMError, ValueError):
     """An API request the server cannot take as sent (bad messages, fields, options)."""
+
+
+class EngineError(LocalLLMError, ConnectionError):
+    """A named remote engine that cannot be reached, refused the key, or failed an answer."""

@@ -23,6 +23,7 @@ COMMANDS = {
     "summarize": ("localllm.cli.summarize", "summarize", "Summarize documents of any length."),
     "serve": ("localllm.cli.serve", "serve", "Serve the OpenAI and Ollama APIs (many at once)."),
     "ps": ("localllm.cli.serve", "ps", "Show the models a running server has loaded."),
+    "engines": ("localllm.cli.engines", "engines", "List and test remote engines (vLLM, ...)."),
     "pull": ("localllm.cli.models", "pull", "Download, verify and register a model."),
     "list": ("localllm.cli.models", "list_models", "List downloaded and imported models."),
     "show": ("localllm.cli.models", "show", "Show a model's details and memory needs."),

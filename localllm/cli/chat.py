@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from localllm.cli.common import command_host, ctx_option, gpu_layers_option, quiet_option
+from localllm.cli.common import (
+    command_host,
+    ctx_option,
+    engine_option,
+    gpu_layers_option,
+    quiet_option,
+)
 
 
 @click.command()
@@ -14,7 +20,8 @@ from localllm.cli.common import command_host, ctx_option, gpu_layers_option, qui
 @ctx_option
 @gpu_layers_option
 @quiet_option
-def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
+@engine_option
+def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name):
     """Chat with a model in the terminal (Textual app).
 
     Enter sends, Ctrl+J adds a line, Escape stops an answer, F2 switches model,
@@ -25,6 +32,7 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
       localllm chat
       localllm chat qwen2.5-1.5b
       localllm chat --continue
+      localllm chat qwen3.5-9b@gpu
     """
     from localllm.chat.conversation import ChatParams
     from localllm.chat.history import History
@@ -43,9 +51,12 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet):
     if continue_ or conversation_id is not None:
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
     progress = TerminalProgress(quiet=quiet)
-    wanted = model or (conv.model if conv else None) or chat_config.get("model")
+    wanted = model or (conv.model if conv else None)
+    if not engine_name:  # the configured local model means nothing to a remote engine
+        wanted = wanted or chat_config.get("model")
     # One host for the app's lifetime: a model switched away from is unloaded (keep-alive 0).
-    host = command_host(settings, progress, ctx, gpu_layers, in_child_process=True)
+    host = command_host(settings, progress, ctx, gpu_layers, in_child_process=True,
+                        engine=engine_name)  # fmt: skip
     host.keep_alive = 0
     resolved = host.acquire(wanted)
     engine = resolved.engine

@@ -19,6 +19,17 @@ def model_option(func):
     )(func)
 
 
+def engine_option(func):
+    return click.option(
+        "--engine",
+        "engine_name",
+        default=None,
+        metavar="NAME",
+        help="Run on the remote engine [engines.NAME] of config.toml (vLLM, llama-server, "
+        "Ollama, another localllm serve); same as -m MODEL@NAME. Default: this machine.",
+    )(func)
+
+
 def ctx_option(func):
     return click.option(
         "--ctx",
@@ -47,13 +58,17 @@ def quiet_option(func):
 
 
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
-                 in_child_process: bool = False):  # fmt: skip
+                 in_child_process: bool = False, engine: str | None = None,
+                 parallel: int = 1):  # fmt: skip
     """The ModelHost a command loads its models through (one process, no keep-alive).
 
     in_child_process loads each model in a process of its own (engine/process.py), for the
-    chat app, whose drawing would otherwise compete with generation for the GIL."""
+    chat app, whose drawing would otherwise compete with generation for the GIL. parallel > 1
+    loads the batching engine with that many slots. MODEL@NAME references (every reference,
+    with engine) go to the remote engine NAME instead."""
     from localllm.engine import LoadOptions
     from localllm.engine.host import Loader, ModelHost
+    from localllm.remote_engines import with_remote_engines
     from localllm.store.resolve import host_resolver
 
     if in_child_process:
@@ -62,8 +77,14 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
         from localllm.engine.llama import load_engine
 
     options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
-    return ModelHost(host_resolver(settings, progress), {"chat": Loader(load_engine)},
-                     options=options, keep_alive=None)  # fmt: skip
+    loader = Loader(load_engine)
+    if parallel > 1 and not in_child_process:
+        from localllm.engine.batch import BatchEngine
+
+        loader = Loader(lambda path, opts: BatchEngine.load(path, opts, parallel=parallel),
+                        n_seq=parallel)  # fmt: skip
+    resolve = with_remote_engines(settings, host_resolver(settings, progress), engine)
+    return ModelHost(resolve, {"chat": loader}, options=options, keep_alive=None)
 
 
 def load_model(
@@ -74,11 +95,14 @@ def load_model(
     gpu_layers=None,
     *,
     in_child_process: bool = False,
+    engine: str | None = None,
+    parallel: int = 1,
 ):
-    """Resolve (fetching if needed) and load a model; returns (loaded model, engine).
-
-    The engine is the caller's to close when the command ends."""
-    host = command_host(settings, progress, n_ctx, gpu_layers, in_child_process=in_child_process)
+    """Resolve (fetching if needed) and load a model, or connect to it on a remote engine;
+    returns (loaded model, engine). The engine is the caller's to close when it ends."""
+    host = command_host(settings, progress, n_ctx, gpu_layers,
+                        in_child_process=in_child_process, engine=engine,
+                        parallel=parallel)  # fmt: skip
     loaded = host.acquire(model_ref)
     for note in loaded.engine.plan.notes:
         progress.message(note)

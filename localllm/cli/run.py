@@ -9,6 +9,7 @@ import click
 
 from localllm.cli.common import (
     ctx_option,
+    engine_option,
     gpu_layers_option,
     load_model,
     model_option,
@@ -76,9 +77,11 @@ def _write(text: str) -> None:
 @click.option("--raw", is_flag=True, help="Plain completion, without the chat template.")
 @click.option("--stats", is_flag=True, help="Print timing statistics as one JSON object on stderr.")
 @quiet_option
+@engine_option
 @click.argument("prompt", nargs=-1)
 def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, continue_,
-        conversation_id, context_policy, no_save, raw, stats, quiet, prompt):  # fmt: skip
+        conversation_id, context_policy, no_save, raw, stats, quiet, engine_name,
+        prompt):  # fmt: skip
     """Stream one answer from a model to stdout.
 
     PROMPT is the question (several words are joined); use - (or pipe text in)
@@ -91,6 +94,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
       localllm run -m smollm2-135m --temperature 0 --stats "Which city is the capital of France?"
       echo "Name three primary colours." | localllm run -
       localllm run --continue "And why is it red at sunset?"
+      localllm run -m qwen3.5-9b@gpu "Summarise the plot of Don Quijote."
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
@@ -101,7 +105,9 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     if raw or stop:
         if continue_ or conversation_id is not None:
             raise click.UsageError("--raw and --stop do not work with --continue or --id")
-        resolved, engine = load_model(settings, model, ctx, progress, gpu_layers)
+        resolved, engine = load_model(
+            settings, model, ctx, progress, gpu_layers, engine=engine_name
+        )
         sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop)
         _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
         return
@@ -113,7 +119,11 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
         temperature=temperature, seed=seed, policy=context_policy,
     )  # fmt: skip
     model_ref = conv.model if model is None else model
-    resolved, engine = load_model(settings, model_ref, ctx, progress, gpu_layers)
+    if engine_name and model is None and not (continue_ or conversation_id is not None):
+        model_ref = None  # the engine's own model, not this machine's default
+    resolved, engine = load_model(
+        settings, model_ref, ctx, progress, gpu_layers, engine=engine_name
+    )
     conv.model = resolved.name
     if not engine.info.chat_template:
         ignored = [flag for flag, given in (

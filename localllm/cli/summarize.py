@@ -10,6 +10,7 @@ import click
 
 from localllm.cli.common import (
     ctx_option,
+    engine_option,
     gpu_layers_option,
     load_model,
     model_option,
@@ -37,9 +38,13 @@ from localllm.cli.common import (
 @click.option("--json", "as_json", is_flag=True, help="Print summary, language, parts and stats.")
 @click.option("--combine", is_flag=True, help="One summary of all files together.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store partial summaries.")
+@click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, metavar="N",
+              help="Part summaries in flight at once. Default: a remote engine's slot count; "
+              "1 on this machine (N > 1 batches them in one llama.cpp context).")  # fmt: skip
+@engine_option
 @quiet_option
 def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, combine,
-              no_cache, quiet):  # fmt: skip
+              no_cache, parallel, engine_name, quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
     FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
@@ -52,6 +57,7 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
       localllm summarize informe.pdf --length short --style bullets
       curl -s https://example.org | localllm summarize - --lang en
       localllm summarize a.md b.md --combine -o summary.md
+      localllm summarize informe.pdf --engine gpu --parallel 16
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
@@ -73,21 +79,29 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
             docs.append(inputs[0])
         _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
                        options=SummaryOptions(length, style, lang), use_cache=not no_cache,
-                       output=output, as_json=as_json)  # fmt: skip
+                       output=output, as_json=as_json, parallel=parallel,
+                       engine_name=engine_name)  # fmt: skip
     finally:
         for doc in docs:
             doc.discard()  # spooled stdin and pipes are not kept
 
 
 def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
-                   output, as_json) -> None:  # fmt: skip
+                   output, as_json, parallel, engine_name) -> None:  # fmt: skip
+    from localllm.engine.base import facts_of
     from localllm.summarize.cache import SummaryCache
     from localllm.summarize.pipeline import Summarizer
 
-    resolved, engine = load_model(settings, model, ctx, progress, gpu_layers)
+    resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
+                                  engine=engine_name, parallel=parallel or 1)  # fmt: skip
+    facts = facts_of(engine)
+    parallel = parallel or facts.parallel
+    if facts.where != "this machine":
+        progress.message(f"summarizing with {resolved.name}: text goes to {facts.where}, "
+                         f"{parallel} part(s) at once")  # fmt: skip
     summarizer = Summarizer(
         engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", use_cache),
-        options, progress, settings.cache_dir / "spool",
+        options, progress, settings.cache_dir / "spool", parallel=parallel,
     )  # fmt: skip
     stream = output is None and not as_json
     results = []

@@ -53,6 +53,27 @@ class LoadPlan:
     offload_reason: str = ""  # why n_gpu_layers is what it is, for doctor and --stats
 
 
+@dataclass(frozen=True)
+class EngineFacts:
+    """What a caller may rely on about an engine, wherever it runs."""
+
+    name: str
+    backend: str
+    n_ctx: int
+    parallel: int = 1  # requests it serves at once (slots); fan-out sizes itself from this
+    exact_tokens: bool = True  # False: counts are a high estimate (engine/pseudo_tokens.py)
+    where: str = "this machine"  # where prompts are sent, for progress lines and doctor
+
+
+def facts_of(engine) -> EngineFacts:
+    """engine.facts where it has them; else what every local engine has."""
+    facts = getattr(engine, "facts", None)
+    if isinstance(facts, EngineFacts):
+        return facts
+    return EngineFacts(name=engine.info.name or "model", backend=engine.backend,
+                       n_ctx=engine.n_ctx, parallel=getattr(engine, "parallel", 1))  # fmt: skip
+
+
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0

@@ -42,14 +42,15 @@ class HostedModel:
     """What a resolver returns: the name to show and the file to load."""
 
     name: str
-    path: Path
+    path: Path | None
     on_used: Callable[[], None] | None = None  # e.g. the registry's last-used stamp
+    open: Callable[[], object] | None = None  # a model served elsewhere: connects, loads nothing
 
 
 @dataclass
 class Loaded:
     name: str
-    path: Path
+    path: Path | None  # None for a model on a remote engine
     kind: str
     engine: object
     size: int  # estimated bytes (weights, KV cache, buffers)
@@ -186,6 +187,11 @@ class ModelHost:
         return None
 
     def _load(self, model: HostedModel, kind: str, n_ctx: int | None, keep) -> Loaded:
+        if model.open is not None:  # on a remote engine: no memory of ours to make room in
+            loaded = Loaded(model.name, None, kind, model.open(), 0, n_ctx, keep)
+            with self._lock:
+                self._models.append(loaded)
+            return loaded
         loader = self._loaders[kind]
         options = replace(self.options, n_ctx=n_ctx or self.options.n_ctx)
         info = read_gguf_info(model.path)

@@ -1,4 +1,4 @@
-"""llama-server's utility routes: /tokenize, /detokenize, /apply-template, /health.
+"""llama-server's utility routes: /tokenize, /detokenize, /apply-template, /props, /health.
 
 Remote engines (another localllm, llama-server) count tokens exactly with these.
 Each takes an optional "model" (the server's first model when left out).
@@ -68,6 +68,19 @@ async def apply_template(request: Request):
         request, body, lambda engine: engine.render_chat(messages, tools=body.get("tools"))
     )
     return {"prompt": prompt}
+
+
+@router.get("/props")
+async def props(request: Request, model: str | None = None):
+    """The window one request gets and the slots, as llama-server reports them (loads the
+    model if it is not loaded: a client asks just before it sends work)."""
+
+    def work(engine):
+        return {"default_generation_settings": {"n_ctx": engine.n_ctx},
+                "total_slots": getattr(engine, "parallel", 1)}  # fmt: skip
+
+    facts, name = await _with_model(request, {"model": model}, work)
+    return {**facts, "model_alias": name}
 
 
 @router.get("/health")

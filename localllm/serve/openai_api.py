@@ -83,8 +83,18 @@ def sampling_from(body: dict) -> tuple[SamplingParams, bool]:
         seed=_number(body, "seed", None, int),
         stop=_stops(body.get("stop")),
         logprobs=logprobs,
+        grammar=_grammar(body.get("grammar")),
     )
     return params, given
+
+
+def _grammar(value) -> str | None:
+    """llama-server's `grammar` extension: GBNF the answer must match."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RequestError("grammar must be a GBNF string")
+    return value
 
 
 def schema_from(response_format) -> dict | None:
@@ -113,12 +123,19 @@ def _job(body: dict, *, chat: bool) -> Job:
                    tool_choice=body.get("tool_choice", "auto"),
                    policy=body.get("context_policy") or "", max_tokens_given=given)  # fmt: skip
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
+    if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
         prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise RequestError("prompt must be a string")
-    return Job(model=body.get("model"), params=params, prompt=prompt,
+    tokens = None
+    if isinstance(prompt, list) and prompt and all(_is_int(t) for t in prompt):
+        prompt, tokens = None, prompt  # token ids, as OpenAI's API allows (remote engines)
+    elif not isinstance(prompt, str):
+        raise RequestError("prompt must be a string or a list of token ids")
+    return Job(model=body.get("model"), params=params, prompt=prompt, prompt_tokens=tokens,
                schema=schema_from(body.get("response_format")), max_tokens_given=given)  # fmt: skip
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _usage(outcome: Outcome) -> dict:

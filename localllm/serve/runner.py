@@ -36,6 +36,7 @@ class Job:
     params: SamplingParams
     messages: list[dict] | None = None  # chat; None for a raw completion
     prompt: str | None = None
+    prompt_tokens: list[int] | None = None  # a raw completion's prompt as token ids
     schema: dict | None = None  # the answer must be JSON valid against it
     tools: list[dict] | None = None
     tool_choice: object = "auto"  # "none" | "auto" | "required" | {"function": {"name"}}
@@ -105,9 +106,14 @@ class Runner:
             name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
             schema, outcome.forced_tool = forced_call_schema(functions, name), True
         if schema is not None:
+            if params.grammar is not None:
+                raise RequestError("give grammar or a JSON schema (response_format, a forced "
+                                   "tool call), not both")  # fmt: skip
             params = replace(params, grammar=schema_to_grammar(schema))
         if job.messages is None:
-            tokens = engine.tokenize(job.prompt or "")
+            tokens = job.prompt_tokens or engine.tokenize(job.prompt or "")
+            if any(t < 0 or t >= engine.n_vocab for t in tokens):
+                raise RequestError(f"token ids must be between 0 and {engine.n_vocab - 1}")
             self._check_room(engine, len(tokens), job)
             return tokens, self._room(engine, len(tokens), params, job)
         messages = normalize_messages(job.messages)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +64,7 @@ class Summarizer:
         options: SummaryOptions,
         progress: ProgressReporter | None = None,
         spool_dir: Path | None = None,
+        parallel: int = 1,
     ):
         self.engine = engine
         self.model_id = model_id
@@ -71,6 +75,10 @@ class Summarizer:
         self.n_ctx = engine.n_ctx
         self.map_reserve = min(256, self.n_ctx // 4)
         self.calls: list[dict] = []  # one entry per model call: kind, prompt and reply tokens
+        # Map and merge calls in flight at once: an engine with slots (localllm serve, vLLM,
+        # llama-server -np, the batching engine) answers them in one batch.
+        self.parallel = max(1, parallel)
+        self._cancel = threading.Event()  # set when the run stops early: in-flight calls end
 
     # -- one model call ------------------------------------------------------------
 
@@ -99,7 +107,7 @@ class Summarizer:
             )
         params = SamplingParams(max_tokens=reserve, temperature=0.2, seed=0, repeat_penalty=1.1)
         text, stats = "", None
-        for event in self.engine.stream(prompt, params):
+        for event in self.engine.stream(prompt, params, self._cancel):
             if isinstance(event, Token):
                 text += event.text
                 if on_token:
@@ -116,8 +124,40 @@ class Summarizer:
         if cached is not None:
             return cached
         summary = self._generate(kind, prompt_fn(), reserve)
+        if self._cancel.is_set():
+            raise KeyboardInterrupt  # a cut-off answer is not a summary: never cache it
         self.cache.put(key, summary)
         return summary
+
+    def _calls(self, jobs: Iterable[tuple[str, str, Callable]], reserve: int,
+               done: Callable[[], None] = lambda: None) -> list[str]:  # fmt: skip
+        """Cached calls (key, kind, prompt_fn), self.parallel at a time, answers in order.
+
+        At most twice as many as run are taken from jobs, so a long document's chunks are
+        read from the spool as they are needed, not all at once."""
+        if self.parallel == 1:
+            out = []
+            for key, kind, prompt_fn in jobs:
+                out.append(self._cached_call(key, kind, prompt_fn, reserve))
+                done()
+            return out
+        out, pending = [], deque()
+        pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="localllm-summarize")
+        try:
+            for key, kind, prompt_fn in jobs:
+                pending.append(pool.submit(self._cached_call, key, kind, prompt_fn, reserve))
+                while len(pending) >= 2 * self.parallel:
+                    out.append(pending.popleft().result())
+                    done()
+            while pending:
+                out.append(pending.popleft().result())
+                done()
+        except BaseException:
+            self._cancel.set()  # the calls in flight stop at their next token
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return out
 
     # -- the pipeline ----------------------------------------------------------------
 
@@ -176,19 +216,18 @@ class Summarizer:
 
     def _map(self, spool: Path, count: int, prompts: PromptSet, fingerprint) -> list[str]:
         self.progress.start("summarizing chunks", count, unit="chunks")
-        partials = []
+
+        def done() -> None:
+            self.progress.advance(1)
+            self.progress.describe(f"summarizing chunks ({self._rate():.0f} tok/s)")
+
+        jobs = ((SummaryCache.key("map", fingerprint, i, chunk), "map",
+                 lambda c=chunk: self._prompt(prompts, prompts.chunk, c))
+                for i, chunk in enumerate(_iter_chunks(spool)))  # fmt: skip
         try:
-            for i, chunk in enumerate(_iter_chunks(spool)):
-                key = SummaryCache.key("map", fingerprint, i, chunk)
-                partials.append(self._cached_call(
-                    key, "map", lambda c=chunk: self._prompt(prompts, prompts.chunk, c),
-                    self.map_reserve,
-                ))  # fmt: skip
-                self.progress.advance(1)
-                self.progress.describe(f"summarizing chunks ({self._rate():.0f} tok/s)")
+            return self._calls(jobs, self.map_reserve, done)
         finally:
             self.progress.finish()
-        return partials
 
     def _reduce(self, partials, prompts, fingerprint, final_reserve, on_token) -> str:
         level = 0
@@ -200,14 +239,10 @@ class Summarizer:
             level += 1
             groups = self._groups(partials, prompts)
             self.progress.message(f"merging {len(partials)} partial summaries (level {level})")
-            partials = [
-                self._cached_call(
-                    SummaryCache.key("reduce", fingerprint, level, g),
-                    "reduce", lambda g=g: self._prompt(prompts, prompts.combine, "\n\n".join(g)),
-                    self.map_reserve,
-                )
-                for g in groups
-            ]  # fmt: skip
+            jobs = ((SummaryCache.key("reduce", fingerprint, level, g), "reduce",
+                     lambda g=g: self._prompt(prompts, prompts.combine, "\n\n".join(g)))
+                    for g in groups)  # fmt: skip
+            partials = self._calls(jobs, self.map_reserve)
 
     def _groups(self, partials: list[str], prompts: PromptSet) -> list[list[str]]:
         """Consecutive partials in groups whose merge prompt fits (at least two per group)."""

@@ -1,0 +1,440 @@
+"""An OpenAI-compatible endpoint as an engine: vLLM, llama-server, Ollama, LM Studio, localllm.
+
+It offers what the in-process engine offers, so run, chat and summarize use it
+unchanged. Where the server can count (llama-server, `localllm serve`: the
+/tokenize, /detokenize and /apply-template routes) tokens are exact and
+prompts go to /v1/completions as token ids, so the server computes exactly the
+prompt the caller fitted. Where it cannot (Ollama, LM Studio, vLLM's OpenAI
+routes alone), a stand-in tokenizer (engine/pseudo_tokens.py) counts high,
+chats go to /v1/chat/completions as messages, and the window shrinks when the
+server's reported usage shows the estimate was low.
+
+Requests that fail before an answer starts (429, 503, a reset connection) are
+retried with backoff; what cannot be retried is a one-line error that names
+the engine and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from localllm.engine.base import (
+    EngineFacts,
+    Event,
+    Finished,
+    GenerationStats,
+    LoadPlan,
+    SamplingParams,
+    Token,
+)
+from localllm.engine.pseudo_tokens import PseudoTokenizer
+from localllm.errors import ContextOverflow, EngineError, ModelNotFound, RequestError
+from localllm.gguf_meta import GGUFInfo
+
+ASSUMED_CTX = 4096  # when the server does not say its window and the config does not either
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+CHAT_MARK = "\x00localllm-chat\x00"  # a rendered chat, on engines without a template route
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One named engine of config.toml ([engines.NAME]), with its key read from the env."""
+
+    name: str
+    url: str
+    model: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None  # named in errors, never its value
+    n_ctx: int | None = None
+    parallel: int | None = None
+    timeout_s: float = 600.0
+    retries: int = 4
+
+    @property
+    def base(self) -> str:
+        url = self.url.rstrip("/")
+        return url[:-3] if url.endswith("/v1") else url
+
+
+class HttpEngine:
+    """A model on an OpenAI-compatible server; `connect` probes what the server offers."""
+
+    def __init__(self, config: EndpointConfig, model: str, *, n_ctx: int, parallel: int,
+                 exact: bool, notes: tuple[str, ...] = (),
+                 client: httpx.Client | None = None):  # fmt: skip
+        self.config = config
+        self.model = model
+        self.exact = exact
+        self.parallel = parallel
+        self._server_ctx = n_ctx
+        self._scale = 1.0  # real tokens per estimated token, once usage shows more than 1
+        self._pseudo = None if exact else PseudoTokenizer()
+        self._client = client or _client(config)
+        where = f"engine {config.name} at {config.base}"
+        # Callers read the model's name and whether it chats from GGUF facts; the server has
+        # the file, so these stand in for them.
+        metadata = {"general.name": model, "tokenizer.chat_template": f"(on {where})"}
+        self.info = GGUFInfo(None, 0, 0, metadata, (), 0)
+        self.plan = LoadPlan(n_ctx=n_ctx, n_threads=0, n_gpu_layers=0, flash_attn=None,
+                             notes=(f"text goes to {where}", *notes),
+                             offload_reason=f"the model runs on {where}")  # fmt: skip
+        self.load_s = 0.0
+
+    @classmethod
+    def connect(cls, config: EndpointConfig, model: str | None = None) -> HttpEngine:
+        """Reach the server, pick the model, and find its window, slots and tokenizer."""
+        client = _client(config)
+        try:
+            return cls._probe(config, model or config.model, client)
+        except BaseException:
+            client.close()
+            raise
+
+    @classmethod
+    def _probe(cls, config: EndpointConfig, wanted: str | None, client) -> HttpEngine:
+        started = time.perf_counter()
+        listed = _call(config, client, "GET", "/v1/models").get("data") or []
+        ids = [m.get("id") for m in listed if isinstance(m, dict)]
+        model = wanted or (ids[0] if ids else None)
+        if model is None:
+            raise ModelNotFound(
+                f"engine {config.name} lists no models: name one with -m MODEL@{config.name} "
+                f"or model = in [engines.{config.name}]"
+            )
+        if ids and model not in ids:
+            model = _listed_as(model, ids, config)
+        entry = next((m for m in listed if m.get("id") == model), {})
+        props = _optional(config, client, "GET", "/props", params={"model": model}) or {}
+        health = _optional(config, client, "GET", "/health") or {}
+        notes = []
+        n_ctx = config.n_ctx or _window(entry, props)
+        if n_ctx is None:
+            n_ctx = ASSUMED_CTX
+            notes.append(
+                f"engine {config.name} does not say its context window: assuming "
+                f"{ASSUMED_CTX} tokens (set n_ctx in [engines.{config.name}])"
+            )
+        parallel = config.parallel or props.get("total_slots") or health.get("slots_total") or 1
+        exact = _counts_exactly(config, client, model)
+        if not exact:
+            notes.append(f"engine {config.name} cannot count tokens: counts are estimated "
+                         "high, and corrected by the usage it reports")  # fmt: skip
+        engine = cls(config, model, n_ctx=int(n_ctx), parallel=int(parallel), exact=exact,
+                     notes=tuple(notes), client=client)  # fmt: skip
+        engine.load_s = time.perf_counter() - started
+        return engine
+
+    # -- facts -------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return f"remote ({self.config.name})"
+
+    @property
+    def n_ctx(self) -> int:
+        return max(64, int(self._server_ctx / self._scale))
+
+    @property
+    def facts(self) -> EngineFacts:
+        return EngineFacts(name=self.model, backend=self.backend, n_ctx=self.n_ctx,
+                           parallel=self.parallel, exact_tokens=self.exact,
+                           where=f"engine {self.config.name} at {self.config.base}")  # fmt: skip
+
+    # -- tokens ------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool = True, add_bos: bool = True) -> list[int]:
+        if self._pseudo is not None:
+            return self._pseudo.tokenize(text)
+        body = {"content": text, "add_special": add_bos, "parse_special": special,
+                "model": self.model}  # fmt: skip
+        return list(self._post("/tokenize", body)["tokens"])
+
+    def detokenize(self, tokens: list[int]) -> str:
+        if self._pseudo is not None:
+            return self._pseudo.detokenize(tokens)
+        return self._post("/detokenize", {"tokens": list(tokens), "model": self.model})["content"]
+
+    def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True,
+                    **template_vars) -> str:  # fmt: skip
+        if self._pseudo is not None:
+            return CHAT_MARK + json.dumps({"messages": messages, **template_vars},
+                                          ensure_ascii=False)  # fmt: skip
+        body = {"messages": messages, "model": self.model, **template_vars}
+        return self._post("/apply-template", body)["prompt"]
+
+    def chat_tokens(self, messages: list[dict]) -> list[int]:
+        return self.tokenize(self.render_chat(messages))
+
+    # -- generation --------------------------------------------------------------
+
+    def stream(self, prompt_tokens: list[int], params: SamplingParams,
+               cancel: threading.Event | None = None) -> Iterator[Event]:  # fmt: skip
+        if len(prompt_tokens) >= self.n_ctx:
+            raise ContextOverflow(
+                f"the prompt is {len(prompt_tokens)} tokens but engine {self.config.name}'s "
+                f"window is {self.n_ctx}: shorten it"
+            )
+        path, body = self._request_body(prompt_tokens, params)
+        cancel = cancel or threading.Event()
+        started = time.perf_counter()
+        stats = GenerationStats(prompt_tokens=len(prompt_tokens), stop_reason="length")
+        first = last = None
+        with self._open_stream(path, body) as response:
+            for chunk in _sse_chunks(response, self.config):
+                if cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    break
+                text, finish = _chunk_text(chunk)
+                if chunk.get("usage"):
+                    self._take_usage(chunk["usage"], stats, len(prompt_tokens))
+                if text:
+                    now = time.perf_counter()
+                    first, last = first or now, now
+                    stats.completion_tokens += 1  # one chunk per token; usage corrects it
+                    yield Token(text)
+                if finish:
+                    stats.stop_reason = _STOP.get(finish, "stop")
+                    if finish == "stop" and not params.stop:
+                        stats.stop_reason = "eos"
+        if first is not None:
+            stats.ttft_s = stats.prefill_s = first - started
+            stats.decode_s = last - first
+        yield Finished(stats=stats, stopped=stats.stop_reason == "cancelled")
+
+    def _request_body(self, prompt_tokens: list[int], params: SamplingParams) -> tuple[str, dict]:
+        body = {"model": self.model, "stream": True, "max_tokens": params.max_tokens,
+                "temperature": params.temperature, "top_p": params.top_p,
+                "stream_options": {"include_usage": True}}  # fmt: skip
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.min_p:
+            body["min_p"] = params.min_p
+        if params.repeat_penalty != 1.0:
+            body["repeat_penalty"] = params.repeat_penalty
+        if params.grammar is not None:
+            body["grammar"] = params.grammar  # llama-server's and localllm's extension
+        if self._pseudo is None:
+            return "/v1/completions", {**body, "prompt": list(prompt_tokens)}
+        text = self._pseudo.detokenize(prompt_tokens)
+        if text.startswith(CHAT_MARK):
+            chat = json.loads(text[len(CHAT_MARK) :])
+            return "/v1/chat/completions", {**body, **chat}
+        return "/v1/completions", {**body, "prompt": text}
+
+    def _take_usage(self, usage: dict, stats: GenerationStats, estimated: int) -> None:
+        real = usage.get("prompt_tokens")
+        if isinstance(real, int) and real > 0:
+            stats.prompt_tokens = real
+            if self._pseudo is not None and estimated and real > estimated / self._scale:
+                self._scale = real / estimated  # the estimate was low: shrink the window
+        details = usage.get("prompt_tokens_details") or {}
+        stats.cached_tokens = int(details.get("cached_tokens") or 0)
+        if isinstance(usage.get("completion_tokens"), int):
+            stats.completion_tokens = usage["completion_tokens"]
+
+    # -- HTTP --------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict) -> dict:
+        return _call(self.config, self._client, "POST", path, json=body)
+
+    def _open_stream(self, path: str, body: dict):
+        return _Retrying(self.config, self._client, path, body)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+_STOP = {"length": "length", "stop": "stop", "tool_calls": "stop", "content_filter": "stop"}
+
+
+def _client(config: EndpointConfig) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    timeout = httpx.Timeout(config.timeout_s, connect=10.0)
+    return httpx.Client(base_url=config.base, headers=headers, timeout=timeout)
+
+
+def _listed_as(model: str, ids: list[str], config: EndpointConfig) -> str:
+    """The listed id a short name means (Ollama's llama3 is llama3:latest, localllm's
+    smollm2-135m is smollm2-135m:q4_1) when exactly one matches; else a clear error."""
+    tagged = [i for i in ids if i.startswith(model + ":")]
+    if len(tagged) == 1:
+        return tagged[0]
+    raise ModelNotFound(f"engine {config.name} has no model {model!r}; it has: "
+                        + ", ".join(ids[:12]))  # fmt: skip
+
+
+def _window(entry: dict, props: dict) -> int | None:
+    """The context window the server reports: vLLM's max_model_len, llama-server's n_ctx."""
+    for value in (entry.get("max_model_len"), entry.get("context_length"),
+                  (props.get("default_generation_settings") or {}).get("n_ctx")):  # fmt: skip
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _counts_exactly(config: EndpointConfig, client, model: str) -> bool:
+    """Whether the server tokenizes and renders chats for us (llama-server, localllm)."""
+    tokens = _optional(config, client, "POST", "/tokenize", json={"content": "Hi", "model": model})
+    if not (isinstance(tokens, dict) and isinstance(tokens.get("tokens"), list)):
+        return False
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "model": model}
+    rendered = _optional(config, client, "POST", "/apply-template", json=chat)
+    return isinstance(rendered, dict) and isinstance(rendered.get("prompt"), str)
+
+
+def _optional(config, client, method: str, path: str, **kwargs) -> dict | None:
+    """A route some servers lack: None when it is not there (or not JSON)."""
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _call(config: EndpointConfig, client, method: str, path: str, **kwargs) -> dict:
+    for attempt in range(config.retries + 1):
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            if attempt < config.retries and _retriable(exc):
+                time.sleep(_backoff(attempt))
+                continue
+            raise _unreachable(config, exc) from None
+        if response.status_code in RETRY_STATUS and attempt < config.retries:
+            time.sleep(_backoff(attempt, response))
+            continue
+        _raise_for_status(config, response)
+        return response.json()
+    raise AssertionError("unreachable")
+
+
+class _Retrying:
+    """A streamed POST that is retried while no answer has started, as a context manager."""
+
+    def __init__(self, config, client, path: str, body: dict):
+        self.config, self.client, self.path, self.body = config, client, path, body
+        self.response = None
+
+    def __enter__(self):
+        config = self.config
+        for attempt in range(config.retries + 1):
+            request = self.client.build_request("POST", self.path, json=self.body)
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                if attempt < config.retries and _retriable(exc):
+                    time.sleep(_backoff(attempt))
+                    continue
+                raise _unreachable(config, exc) from None
+            if response.status_code in RETRY_STATUS and attempt < config.retries:
+                response.close()
+                time.sleep(_backoff(attempt, response))
+                continue
+            if response.status_code != 200:
+                response.read()
+                response.close()
+                _raise_for_status(config, response)
+            self.response = response
+            return response
+        raise AssertionError("unreachable")
+
+    def __exit__(self, *exc_info) -> None:
+        if self.response is not None:
+            self.response.close()  # closing early is how the server learns to free the slot
+
+
+def _sse_chunks(response, config: EndpointConfig) -> Iterator[dict]:
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            chunk = json.loads(data)
+            if isinstance(chunk, dict) and chunk.get("error"):
+                raise EngineError(f"engine {config.name}: {_message(chunk)}")
+            yield chunk
+    except (httpx.HTTPError, ValueError) as exc:
+        raise EngineError(f"engine {config.name} stopped answering mid-stream ({exc}): "
+                          "run the command again; finished work is kept") from None  # fmt: skip
+
+
+def _chunk_text(chunk: dict) -> tuple[str, str | None]:
+    choices = chunk.get("choices") or []
+    if not choices:
+        return "", None
+    choice = choices[0]
+    delta = choice.get("delta")
+    text = (delta or {}).get("content") if delta is not None else choice.get("text")
+    return text or "", choice.get("finish_reason")
+
+
+def _retriable(exc: httpx.HTTPError) -> bool:
+    return isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                            httpx.WriteError, httpx.PoolTimeout))  # fmt: skip
+
+
+def _backoff(attempt: int, response=None) -> float:
+    if response is not None:
+        try:
+            return min(30.0, float(response.headers.get("retry-after", "")))
+        except ValueError:
+            pass
+    return min(8.0, 0.5 * 2**attempt)
+
+
+def _unreachable(config: EndpointConfig, exc: httpx.HTTPError) -> EngineError:
+    if isinstance(exc, httpx.TimeoutException):
+        return EngineError(f"engine {config.name} at {config.base} did not answer in time "
+                           f"({exc.__class__.__name__}): is it overloaded? raise timeout_s in "
+                           f"[engines.{config.name}]")  # fmt: skip
+    return EngineError(f"cannot reach engine {config.name} at {config.base} "
+                       f"({exc.__class__.__name__}): is the server running? "
+                       f"`localllm engines test {config.name}` checks it")  # fmt: skip
+
+
+def _message(payload) -> str:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    if error:
+        return str(error)
+    if isinstance(payload, dict) and payload.get("detail"):
+        return str(payload["detail"])
+    return str(payload)[:200]
+
+
+def _raise_for_status(config: EndpointConfig, response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        message = _message(response.json())
+    except ValueError:
+        message = response.text[:200] or response.reason_phrase
+    name = config.name
+    if status in (401, 403):
+        key = f"${config.api_key_env}" if config.api_key_env else "api_key_env"
+        raise EngineError(f"engine {name} refused the request ({status}: {message}): check the "
+                          f"key in {key} (set api_key_env in [engines.{name}])")  # fmt: skip
+    if status == 404 and "model" in message.lower():
+        raise ModelNotFound(f"engine {name}: {message}")
+    if status in (400, 404, 413, 422):
+        raise RequestError(f"engine {name} rejected the request ({status}): {message}")
+    raise EngineError(f"engine {name} failed ({status}): {message}")

@@ -1,0 +1,206 @@
+"""Remote engines: run and summarize over HTTP against real servers on 127.0.0.1.
+
+`localllm serve` (exact token counts through /tokenize and /apply-template) and
+llama-cpp-python's own OpenAI-compatible server (a server we did not write,
+without those routes: counts are estimated and chats go as messages).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from serverproc import free_port, running_server
+
+from localllm.engine import Finished, LoadOptions, SamplingParams, Token
+from localllm.engine.http import EndpointConfig, HttpEngine
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
+QUESTION = [{"role": "user", "content": "Name three colours."}]
+
+
+def text_of(events):
+    text, done = "", None
+    for event in events:
+        if isinstance(event, Token):
+            text += event.text
+        elif isinstance(event, Finished):
+            done = event
+    return text, done
+
+
+def client_home(tmp_path: Path, url: str, **extra) -> Path:
+    """A LOCALLLM_HOME with no models, only [engines.box] pointing at url."""
+    home = tmp_path / "client"
+    (home / "config").mkdir(parents=True)
+    lines = ["[engines.box]", f'url = "{url}/v1"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    (home / "config" / "config.toml").write_text("\n".join(lines) + "\n")
+    return home
+
+
+@pytest.fixture(scope="module")
+def served(starter_home):
+    with running_server(starter_home, "-m", "smollm2-135m", "--parallel", "2",
+                        "--ctx", "2048") as url:  # fmt: skip
+        yield url
+
+
+@contextmanager
+def llama_cpp_server(model_path: Path, n_ctx: int = 2048):
+    """llama-cpp-python's own server (`python -m llama_cpp.server`)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--port",
+           str(port), "--n_ctx", str(n_ctx), "--model_alias", "smol"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "llama_cpp.server exited"
+            try:
+                with urllib.request.urlopen(url + "/v1/models", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "llama_cpp.server did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_an_engine_over_http_answers_as_the_model_in_this_process(served, starter_path):
+    from localllm.engine.llama import load_engine
+
+    remote = HttpEngine.connect(EndpointConfig("box", served + "/v1"))
+    local = load_engine(starter_path, LoadOptions(n_ctx=2048))
+    try:
+        assert remote.exact and remote.n_ctx == 2048 and remote.parallel == 2
+        assert remote.chat_tokens(QUESTION) == local.chat_tokens(QUESTION)
+        assert remote.detokenize(remote.tokenize("Hola, ¿qué tal?", add_bos=False)) == (
+            "Hola, ¿qué tal?"
+        )
+        prompt = local.chat_tokens(QUESTION)
+        there, done = text_of(remote.stream(prompt, GREEDY))
+        assert done.stats.prompt_tokens == len(prompt) and done.stats.completion_tokens >= 1
+        # The same tokens, one sequence each side: the server's answer is one the model here
+        # also finds likely (no assertion on which near-tied token wins).
+        here, _ = text_of(local.stream(prompt, GREEDY))
+        assert there.strip() and here.strip()
+        same_greedy_path(starter_path, local, prompt, here, there)
+    finally:
+        remote.close()
+        local.close()
+
+
+def same_greedy_path(model_path, engine, prompt: list[int], a: str, b: str) -> None:
+    """Two greedy answers to one prompt agree up to a token where the model is near-tied.
+
+    Kernels round differently between a server's batch and a lone sequence, so the two may
+    part where the two likeliest tokens are within a hair; anywhere else they must agree."""
+    from localllm.engine.scoring import TokenScorer
+
+    ta = engine.tokenize(a, special=False, add_bos=False)
+    tb = engine.tokenize(b, special=False, add_bos=False)
+    k = next((i for i, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y), None)
+    if k is None:
+        return  # the same path (one may be cut shorter by its stop)
+    scorer = TokenScorer(model_path, 2048)
+    try:
+        logprobs = scorer.logprobs(prompt + ta[:k])[-1]
+    finally:
+        scorer.close()
+    gap = abs(float(logprobs[ta[k]] - logprobs[tb[k]]))
+    assert gap < 0.1, f"the answers part at token {k} where the model prefers one by {gap:.2f}"
+
+
+def test_run_on_an_engine_loads_nothing_here_and_answers_as_here(
+    served, starter_home, starter_path, tmp_path
+):
+    from localllm.engine.llama import load_engine
+
+    home = client_home(tmp_path, served)
+    question = "Name three colours."
+    there = run_cli("run", "-m", "smollm2-135m@box", "--temperature", "0", "--max-tokens",
+                    "24", question, home=home)  # fmt: skip
+    assert there.returncode == 0, there.stderr
+    assert "text goes to engine box" in there.stderr
+    assert not (home / "data" / "models").exists()  # nothing fetched or loaded here
+    listed = run_cli("history", "list", "--json", home=home)
+    assert json.loads(listed.stdout)[0]["model"].endswith("@box")
+    here = run_cli("run", "--temperature", "0", "--max-tokens", "24", "--no-save", question,
+                   home=starter_home)  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    local = load_engine(starter_path, LoadOptions(n_ctx=2048))
+    try:
+        prompt = local.chat_tokens([{"role": "user", "content": question}])
+        same_greedy_path(starter_path, local, prompt, here.stdout.strip(), there.stdout.strip())
+    finally:
+        local.close()
+
+
+def test_a_server_that_cannot_count_gets_estimates_that_err_high(starter_path, tmp_path):
+    with llama_cpp_server(starter_path) as url:
+        engine = HttpEngine.connect(EndpointConfig("third", url + "/v1"))
+        try:
+            assert engine.model == "smol" and not engine.exact
+            assert "cannot count tokens" in " ".join(engine.plan.notes)
+            prompt = engine.chat_tokens(QUESTION)
+            text, done = text_of(engine.stream(prompt, GREEDY))
+            assert text.strip() and done.stats.completion_tokens >= 1
+            # The server's own count of the prompt is at most the estimate: windows hold.
+            assert 0 < done.stats.prompt_tokens <= len(prompt)
+            assert engine.n_ctx == 4096  # it does not say its window: the assumption, said
+            assert any("assuming 4096" in note for note in engine.plan.notes)
+        finally:
+            engine.close()
+        home = client_home(tmp_path, url, n_ctx=2048)
+        result = run_cli("run", "--engine", "box", "--temperature", "0", "--max-tokens", "16",
+                         "Say hello.", home=home)  # fmt: skip
+        assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_wrong_key_unknown_model_and_no_server_are_one_line_errors(starter_home, tmp_path):
+    with running_server(starter_home, "-m", "smollm2-135m", env={"LOCALLLM_API_KEY": "right"},
+                        key="right") as url:  # fmt: skip
+        home = client_home(tmp_path, url, api_key_env="BOX_KEY")
+        unset = run_cli("run", "--engine", "box", "hi", home=home)
+        assert unset.returncode == 1 and "$BOX_KEY, which is not set" in unset.stderr
+        wrong = run_cli("run", "--engine", "box", "hi", home=home, BOX_KEY="wrong")
+        assert wrong.returncode == 1 and "refused" in wrong.stderr and "$BOX_KEY" in wrong.stderr
+        assert "wrong" not in wrong.stderr  # the key itself is never printed
+        assert "Traceback" not in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+        nosuch = run_cli("run", "-m", "nosuch@box", "hi", home=home, BOX_KEY="right")
+        assert nosuch.returncode == 1 and "has no model 'nosuch'" in nosuch.stderr
+        tested = run_cli("engines", "test", "box", "--json", home=home, BOX_KEY="right")
+        assert tested.returncode == 0, tested.stderr
+        report = json.loads(tested.stdout)
+        assert report["exact_tokens"] and report["n_ctx"] > 0 and report["answer"]
+    closed = client_home(tmp_path / "closed", f"http://127.0.0.1:{free_port()}")
+    down = run_cli("run", "--engine", "box", "hi", home=closed)
+    assert down.returncode == 1 and "cannot reach engine box" in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_keys_are_not_kept_in_config_files(tmp_path):
+    home = tmp_path / "h"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text(
+        '[engines.box]\nurl = "http://127.0.0.1:9/v1"\napi_key = "sk-123"\n'
+    )
+    result = run_cli("engines", "list", home=home)
+    assert (
+        result.returncode == 1
+        and "api_key_env" in result.stderr
+        and "sk-123" not in (result.stderr + result.stdout)
+    )
