@@ -204,3 +204,27 @@ def test_keys_are_not_kept_in_config_files(tmp_path):
         and "api_key_env" in result.stderr
         and "sk-123" not in (result.stderr + result.stdout)
     )
+
+
+def test_summarize_fans_out_on_an_engine_with_the_calls_it_makes_one_by_one(served, tmp_path):
+    from test_summarize import long_document
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(long_document(3))
+    home = client_home(tmp_path, served, n_ctx=768)  # a small window: several parts
+
+    def summarize(*args):
+        result = run_cli("summarize", str(doc), "--engine", "box", "--length", "short",
+                         "--json", *args, home=home)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["stats"], result.stderr
+
+    one, _ = summarize("--parallel", "1", "--no-cache")
+    fanned, stderr = summarize("--parallel", "2")
+    assert "text goes to engine box" in stderr and "2 part(s) at once" in stderr
+    assert one["chunks"] >= 3 and one["n_ctx"] == 768
+    same = ("chunks", "document_tokens", "map_calls", "reduce_calls", "calls")
+    assert {k: fanned[k] for k in same} == {k: one[k] for k in same}
+    # The parts are cached as they finish: a second run only makes the final call(s).
+    again, _ = summarize()
+    assert again["map_calls"] == 0 and again["calls"] < one["calls"]
