@@ -20,9 +20,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(home: Path, *args: str, env: dict | None = None, key: str | None = None):
+def running_server(home: Path, *args: str, env: dict | None = None, key: str | None = None,
+                   port: int | None = None):  # fmt: skip
     """Yields the base URL of a server started with args; its log goes to a temp file."""
-    port = free_port()
+    port = port or free_port()
     environ = {**os.environ, "LOCALLLM_HOME": str(home), **(env or {})}
     environ.pop("LOCALLLM_API_KEY", None) if key is None else None
     cmd = [sys.executable, "-m", "localllm", "serve", "--port", str(port), *args]

@@ -8,9 +8,11 @@ without those routes: counts are estimated and chats go as messages).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from serverproc import free_port, running_server
 
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
 from localllm.engine.http import EndpointConfig, HttpEngine
+from localllm.errors import EngineError
 
 pytestmark = pytest.mark.model
 
@@ -228,3 +231,145 @@ def test_summarize_fans_out_on_an_engine_with_the_calls_it_makes_one_by_one(serv
     # The parts are cached as they finish: a second run only makes the final call(s).
     again, _ = summarize()
     assert again["map_calls"] == 0 and again["calls"] < one["calls"]
+
+
+class FaultyProxy:
+    """A reverse proxy in front of a real server that fails the first requests to a path
+    (a status with Retry-After, or a dropped connection), then forwards everything."""
+
+    def __init__(self, target: str, path: str, faults: list):
+        import http.server
+        import threading
+
+        proxy = self
+        self.faults, self.seen = list(faults), []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self, method: str):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.seen.append((method, self.path))
+                if self.path == path and proxy.faults:
+                    fault = proxy.faults.pop(0)
+                    if fault == "drop":
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    self.send_response(fault)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = dict(self.headers)
+                request = urllib.request.Request(
+                    target + self.path, data=body or None, method=method, headers=headers
+                )
+                try:
+                    upstream = urllib.request.urlopen(request, timeout=120)
+                except urllib.error.HTTPError as exc:
+                    upstream = exc
+                with upstream:
+                    self.send_response(upstream.status)
+                    for key, value in upstream.headers.items():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    while chunk := upstream.read1(65536):
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                self.close_connection = True
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_429_503_and_a_reset_connection_are_retried_before_the_answer_starts(served):
+    proxy = FaultyProxy(served, "/v1/completions", [429, 503, "drop"])
+    engine = HttpEngine.connect(EndpointConfig("box", proxy.url + "/v1"))
+    try:
+        text, done = text_of(engine.stream(engine.chat_tokens(QUESTION), GREEDY))
+        assert text.strip() and done.stats.completion_tokens >= 1
+        assert [p for _, p in proxy.seen].count("/v1/completions") == 4  # three faults, then ok
+        proxy.faults = [503] * 10  # more than the retries: a one-line error, not a hang
+        with pytest.raises(EngineError, match="engine box failed \\(503\\)"):
+            list(engine.stream(engine.chat_tokens(QUESTION), GREEDY))
+    finally:
+        engine.close()
+        proxy.close()
+
+
+def test_a_summary_whose_engine_died_resumes_with_only_the_missing_calls(starter_home, tmp_path):
+    from test_summarize import long_document
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(long_document(3))
+    port = free_port()
+    home = client_home(tmp_path, f"http://127.0.0.1:{port}", n_ctx=768)
+    cached = home / "cache" / "summaries"
+    args = ["summarize", str(doc), "--engine", "box", "--length", "short", "--json"]
+    server_args = ("-m", "smollm2-135m", "--parallel", "1", "--ctx", "768")
+    with running_server(starter_home, *server_args, port=port):
+        from conftest import cli_command
+
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
+        environ["LOCALLLM_HOME"] = str(home)
+        run = subprocess.Popen([*cli_command(), *args], env=environ, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not list(cached.rglob("*.json")) and run.poll() is None:
+            assert time.monotonic() < deadline, "no part was summarized"
+            time.sleep(0.1)
+    # The server is gone mid-run: the command fails with one line, keeping finished parts.
+    _, stderr = run.communicate(timeout=120)
+    done_parts = len(list(cached.rglob("*.json")))
+    assert run.returncode == 1 and "engine box" in stderr, stderr
+    assert "Traceback" not in stderr and done_parts >= 1
+    with running_server(starter_home, *server_args, port=port):
+        resumed = run_cli(*args, home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    stats = json.loads(resumed.stdout)["stats"]
+    assert stats["chunks"] >= 3 and stats["map_calls"] == stats["chunks"] - done_parts
+
+
+GUARDED = """
+import socket, sys
+def refuse(self, address, *args):
+    print(f"SOCKET-GUARD: connect to {address}", file=sys.stderr)
+    raise ConnectionRefusedError("socket guard")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+from localllm.cli import main
+sys.argv = ["localllm", *sys.argv[1:]]
+main()
+"""
+
+
+def test_nothing_leaves_the_machine_unless_an_engine_is_named(starter_home, tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLLM_")}
+
+    def guarded(*args, home):
+        env = {**environ, "LOCALLLM_HOME": str(home)}
+        return subprocess.run([sys.executable, "-c", GUARDED, *args], capture_output=True,
+                              text=True, timeout=300, env=env)  # fmt: skip
+
+    local = guarded("run", "--max-tokens", "8", "--no-save", "Hello", home=starter_home)
+    assert local.returncode == 0 and local.stdout.strip(), local.stderr
+    assert "SOCKET-GUARD" not in local.stderr
+    # The guard is real: a command that names an engine is stopped by it.
+    remote = guarded("run", "--engine", "box", "--max-tokens", "8", "Hello",
+                     home=client_home(tmp_path, f"http://127.0.0.1:{free_port()}"))  # fmt: skip
+    assert remote.returncode == 1 and "SOCKET-GUARD" in remote.stderr
