@@ -12,7 +12,7 @@ measured with no answer streaming, is the harness's cost, not the app's).
 Decode speed: rounds alternate the app streaming a greedy answer and
 llama.cpp's bare C loop (`localllm bench`'s) decoding the same number of
 tokens from the same chat prompt; the median of the paired ratios is reported.
-As in `localllm chat`, the model runs in a child process (engine/remote.py);
+As in `localllm chat`, the model runs in a child process (engine/process.py);
 the bare loop runs there too, on the thread that serves the app's requests,
 so both sides decode with the same llama.cpp threads.
 
@@ -35,7 +35,7 @@ from localllm.chat.conversation import ChatParams
 from localllm.chat.history import History
 from localllm.config import Settings
 from localllm.engine.bench import bare_round
-from localllm.engine.remote import RemoteEngine
+from localllm.engine.process import ProcessEngine
 from localllm.store.resolve import resolve_model
 from localllm.tui.app import make_app
 from localllm.tui.controller import ChatController
@@ -136,7 +136,7 @@ def decode_rounds(engine, model_name: str, rounds: int, n_tokens: int):
 def main() -> None:
     settings = Settings.from_env()
     model = resolve_model(settings, sys.argv[1] if len(sys.argv) > 1 else None)
-    engine = RemoteEngine(model.path)  # as `localllm chat` runs it: the model in a child process
+    engine = ProcessEngine(model.path)  # as `localllm chat` runs it: the model in a child process
     with tempfile.TemporaryDirectory() as scratch:
         controller = ChatController(
             engine, model.name, History(Path(scratch) / "h.sqlite3"),
