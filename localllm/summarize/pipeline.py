@@ -26,6 +26,7 @@ from localllm.summarize.cache import SummaryCache
 from localllm.summarize.chunking import Chunker
 from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, detect_language, prompts_for
 from localllm.summarize.readers import Document, text_blocks
+from localllm.summarize.sizing import attention_half_depth, measure_speed, part_tokens
 
 SAFETY_TOKENS = 8
 OVERLAP_SHARE = 0.04  # of a chunk, repeated at the start of the next one
@@ -79,6 +80,8 @@ class Summarizer:
         # llama-server -np, the batching engine) answers them in one batch.
         self.parallel = max(1, parallel)
         self._cancel = threading.Event()  # set when the run stops early: in-flight calls end
+        self.part_tokens = 0  # the last document's part length, for stats
+        self.speed = None  # the engine's measured speed, when part length depended on it
 
     # -- one model call ------------------------------------------------------------
 
@@ -169,25 +172,48 @@ class Summarizer:
         prompts = prompts_for(language)
         fingerprint = (PROMPT_VERSION, self.model_id, self.n_ctx, language, self.options.length,
                        self.options.style, doc.sha256)  # fmt: skip
-        chunk_tokens = (
+        most = (
             self.n_ctx - self._overhead(prompts, prompts.chunk) - self.map_reserve - SAFETY_TOKENS
         )
         final_reserve = self.options.final_reserve(self.n_ctx)
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.spool_dir) as spool:
-            count, doc_tokens = self._spool_chunks(doc, Path(spool) / "chunks.jsonl", chunk_tokens)
+            chunks = Path(spool) / "chunks.jsonl"
+            count, doc_tokens = self._spool_chunks(doc, chunks, most)
             single_room = self.n_ctx - self._overhead(prompts, prompts.final) - final_reserve
+            self.part_tokens = most
             if count == 1 and doc_tokens <= single_room - SAFETY_TOKENS:
-                text = _read_chunk(Path(spool) / "chunks.jsonl", 0)
+                text = _read_chunk(chunks, 0)
                 summary = self._generate("final", self._prompt(prompts, prompts.final, text),
                                          final_reserve, on_token)  # fmt: skip
                 partials: list[str] = []
             else:
-                partials = self._map(Path(spool) / "chunks.jsonl", count, prompts, fingerprint)
+                self.part_tokens = self._part_tokens(most)
+                if self.part_tokens < most:
+                    count, doc_tokens = self._spool_chunks(doc, chunks, self.part_tokens)
+                partials = self._map(chunks, count, prompts, fingerprint)
                 summary = self._reduce(partials, prompts, fingerprint, final_reserve, on_token)
         return SummaryResult(doc.name, language, summary, partials,
                              self._stats(count, doc_tokens, started))  # fmt: skip
+
+    def _part_tokens(self, most: int) -> int:
+        """The part length that finishes soonest on this engine (sizing.py), at most `most`."""
+        depth = attention_half_depth(self.engine.info)
+        if depth is None or (2 * depth * self.map_reserve) ** 0.5 >= most:
+            return most  # the window is best whatever the speed: nothing to measure
+        plan = self.engine.plan
+        key = SummaryCache.key("speed", self.model_id, self.engine.backend, plan.n_threads,
+                               plan.n_gpu_layers)  # fmt: skip
+        self.speed = measure_speed(self.engine, self.cache, key)
+        chosen = part_tokens(most, self.engine.info, self.speed, self.map_reserve)
+        if chosen < most:
+            self.progress.message(
+                f"parts of {chosen} tokens, not the window's {most}: a long prompt prefills "
+                f"slower ({self.speed.prefill_tps:.0f} tok/s at 512 tokens, "
+                f"{self.speed.decode_tps:.0f} tok/s decoding)"
+            )
+        return chosen
 
     def _language(self, doc: Document) -> str:
         if self.options.lang != "auto":
@@ -288,6 +314,8 @@ class Summarizer:
             "decode_s": round(sum(c["decode_s"] for c in self.calls), 3),
             "wall_s": round(time.perf_counter() - started, 3),
             "n_ctx": self.n_ctx,
+            "part_tokens": self.part_tokens,
+            "engine_speed": self.speed.__dict__ if self.speed else None,
         }
 
 
