@@ -26,3 +26,36 @@ def vendored_llama_cpp(cache: Path, source: Path) -> Path:
             member.name = member.name[len(prefix) :]
         tar.extractall(source, members=[m for m in members if m.name], filter="data")
     return source
+
+
+def built_tool(cache: Path, target: str) -> Path:
+    """A llama.cpp tool (llama-server, llama-bench, ...) built from those sources, cached."""
+    import os
+
+    source = cache / "llama.cpp"
+    binary = source / "build" / "bin" / target
+    if binary.exists():
+        return binary
+    vendored_llama_cpp(cache, source)
+    print(f"+ building {target} from the pinned llama.cpp (once)", file=sys.stderr)
+    subprocess.run(["cmake", "-S", str(source), "-B", str(source / "build"),
+                    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                    "-DLLAMA_BUILD_EXAMPLES=OFF"], check=True)  # fmt: skip
+    subprocess.run(["cmake", "--build", str(source / "build"), "--target", target, "-j",
+                    str(os.cpu_count() or 2)], check=True)  # fmt: skip
+    return binary
+
+
+def llama_bench(cache: Path, model: Path, threads: int) -> dict:
+    """llama-bench's pp512 and tg128 tokens/s for model on this machine's CPU threads."""
+    import json
+
+    binary = built_tool(cache, "llama-bench")
+    out = subprocess.run([str(binary), "-m", str(model), "-p", "512", "-n", "128", "-t",
+                          str(threads), "-o", "json"], check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    rates = {}
+    for row in json.loads(out):
+        kind = "pp512" if row.get("n_prompt") == 512 and not row.get("n_gen") else "tg128"
+        rates[kind] = float(row["avg_ts"])
+    return rates

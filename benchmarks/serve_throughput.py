@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import httpx
-from llama_sources import vendored_llama_cpp  # benchmarks/ is on the path of its scripts
+from llama_sources import built_tool  # benchmarks/ is on the path of its scripts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from serverproc import free_port
@@ -38,22 +38,9 @@ TOPICS = ("a dragon", "the sea", "a robot", "a city", "a garden", "a train", "th
 PROMPTS = [f"Write a long story about {topic}." for topic in TOPICS]
 
 
-def run(cmd: list, **kwargs) -> None:
-    print("+", " ".join(map(str, cmd)), file=sys.stderr)
-    subprocess.run(cmd, check=True, **kwargs)
-
-
 def llama_server(cache: Path) -> Path:
     """llama-server built from the pinned sdist's llama.cpp (once; cached)."""
-    binary = cache / "llama.cpp" / "build" / "bin" / "llama-server"
-    if binary.exists():
-        return binary
-    source = vendored_llama_cpp(cache, cache / "llama.cpp")
-    run(["cmake", "-S", source, "-B", source / "build", "-DCMAKE_BUILD_TYPE=Release",
-         "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"])  # fmt: skip
-    run(["cmake", "--build", source / "build", "--target", "llama-server", "-j",
-         str(os.cpu_count() or 2)])  # fmt: skip
-    return binary
+    return built_tool(cache, "llama-server")
 
 
 def wait_ready(url: str, proc: subprocess.Popen) -> None:

@@ -1,19 +1,27 @@
-"""`localllm summarize` on a ~50,000-token document against the engine's own speed bound.
+"""`localllm summarize` against the machine's own bound, measured by llama.cpp's llama-bench.
 
-Measures, in one run: the engine's prefill and decode tokens/s on the model
-(localllm bench's paired rounds, with the prompt as long as a summary chunk),
-then runs `localllm summarize --json` on a generated document in a child process
-and reports its wall time, the bound
-    document tokens / prefill rate + summary tokens written (all passes) / decode rate
-and their ratio, plus the child's peak memory (RSS).
+In one run, on the same model and threads: llama-bench (built from the llama.cpp
+inside the pinned llama-cpp-python sdist, cached) gives pp512 and tg128
+tokens/s; then `localllm summarize --json` runs on a generated chronicle (Spanish
+by default, ~17,900 tokens as in the issue) in a child process, with the default
+part length (chosen from the engine's speed) and, with --compare-window, with
+parts that fill the window (the old behaviour). For each it reports wall time,
+the bound
 
-    python benchmarks/summarize_speed.py [--tokens 50000] [--ctx N]
+    document tokens / pp512  +  summary tokens written (all passes) / tg128
+
+and their ratio (target <= 1.3), the part count and length, the summary's
+length, and the child's peak memory.
+
+    python benchmarks/summarize_speed.py [MODEL] [--tokens 17857] [--lang es|en]
+                                         [--compare-window] [--parallel N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -23,11 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from llama_sources import llama_bench  # benchmarks/ is on the path of its scripts
+
 from localllm.config import Settings
 from localllm.engine import LoadOptions
-from localllm.engine.bench import run_bench
 from localllm.engine.llama import load_engine
 from localllm.store.resolve import resolve_model
+
+CACHE = Path(os.environ.get("LOCALLLM_BENCH_CACHE", Path.home() / ".cache/localllm-bench"))
 
 SUBJECTS = [
     "the harbour",
@@ -55,6 +66,15 @@ VERBS = [
     "was sold",
     "was opened",
 ]
+SPANISH = (
+    ["el puerto", "el viejo molino", "el ayuntamiento", "el río", "la escuela", "el mercado",
+     "el ferrocarril", "la biblioteca", "el huerto", "el puente", "el museo", "la granja"],
+    ["fue reconstruido", "fue descrito", "fue ampliado", "fue medido", "fue celebrado",
+     "fue reparado", "fue trasladado", "fue estudiado", "fue vendido", "fue inaugurado"],
+    ["tras la riada de {y}", "por una comisión de {n} personas", "con un coste de {n} reales",
+     "durante el invierno de {y}", "con piedra de la cantera del norte",
+     "porque el pueblo había crecido hasta {n} habitantes", "bajo la alcaldesa Elena Ruiz"],
+)  # fmt: skip
 DETAILS = [
     "after the flood of {y}",
     "by a committee of {n} people",
@@ -66,15 +86,16 @@ DETAILS = [
 ]
 
 
-def make_document(path: Path, target_tokens: int, count_tokens) -> int:
+def make_document(path: Path, target_tokens: int, count_tokens, lang: str = "es") -> int:
     """Chronicle-style prose with varied facts, until it holds target_tokens tokens."""
+    subjects, verbs, details = SPANISH if lang == "es" else (SUBJECTS, VERBS, DETAILS)
     rng = random.Random(7)
     paragraphs, tokens = [], 0
     while tokens < target_tokens:
         sentences = []
         for _ in range(rng.randint(4, 8)):
-            detail = rng.choice(DETAILS).format(y=rng.randint(1700, 1950), n=rng.randint(3, 9000))
-            sentences.append(f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {detail}.")
+            detail = rng.choice(details).format(y=rng.randint(1700, 1950), n=rng.randint(3, 9000))
+            sentences.append(f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {detail}.")
         paragraph = " ".join(sentences)
         paragraphs.append(paragraph)
         tokens += count_tokens(paragraph) + 1
@@ -82,43 +103,55 @@ def make_document(path: Path, target_tokens: int, count_tokens) -> int:
     return tokens
 
 
+def summarize(doc: Path, model: str, extra: list[str]) -> tuple[dict, float, str]:
+    cmd = [shutil.which("localllm") or sys.executable, "summarize", str(doc), "--json",
+           "--no-cache", "-q", "-m", model, *extra]  # fmt: skip
+    if not cmd[0].endswith("localllm"):
+        cmd[1:1] = ["-m", "localllm"]
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    return result["stats"], time.perf_counter() - started, result["summary"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")
-    parser.add_argument("--tokens", type=int, default=50_000)
+    parser.add_argument("--tokens", type=int, default=17_857)
+    parser.add_argument("--lang", choices=("es", "en"), default="es")
     parser.add_argument("--ctx", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=None)
+    parser.add_argument("--compare-window", action="store_true")
     args = parser.parse_args()
     settings = Settings.from_env()
     model = resolve_model(settings, args.model)
     engine = load_engine(model.path, LoadOptions(n_ctx=args.ctx))
+    threads, n_ctx = engine.plan.n_threads, engine.n_ctx
+    rates = llama_bench(CACHE, model.path, threads)
+    extra = ["--ctx", str(args.ctx)] if args.ctx else []
+    extra += ["--parallel", str(args.parallel)] if args.parallel else []
+    runs = {}
     with tempfile.TemporaryDirectory() as scratch:
         doc = Path(scratch) / "document.txt"
-        make_document(doc, args.tokens, lambda t: len(engine.tokenize(t, special=False)))
-        from localllm.summarize.pipeline import SAFETY_TOKENS
-
-        chunk = engine.n_ctx - 256 - 128 - SAFETY_TOKENS  # about a map call's prompt
-        speed = run_bench(engine, model.name, prompt_tokens=chunk, decode_tokens=128, rounds=3)
+        make_document(doc, args.tokens, lambda t: len(engine.tokenize(t, special=False)),
+                      args.lang)  # fmt: skip
         engine.close()
-        cmd = [shutil.which("localllm") or sys.executable, "summarize", str(doc), "--json",
-               "--no-cache", "-q", "-m", model.name]  # fmt: skip
-        if not cmd[0].endswith("localllm"):
-            cmd[1:1] = ["-m", "localllm"]
-        if args.ctx:
-            cmd += ["--ctx", str(args.ctx)]
-        started = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - started
-    stats = json.loads(out.stdout)["stats"]
-    prefill, decode = speed.localllm.prefill_tps, speed.localllm.decode_tps
-    bound = stats["document_tokens"] / prefill + stats["summary_tokens"] / decode
-    print(json.dumps({
-        "bench": "summarize", "model": model.name, "n_ctx": stats["n_ctx"],
-        "document_tokens": stats["document_tokens"], "chunks": stats["chunks"],
-        "calls": stats["calls"], "summary_tokens": stats["summary_tokens"],
-        "prefill_tps": prefill, "decode_tps": decode, "wall_s": round(wall, 1),
-        "bound_s": round(bound, 1), "ratio": round(wall / bound, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-    }))  # fmt: skip
+        runs["default"] = summarize(doc, model.name, extra)
+        if args.compare_window:
+            runs["window"] = summarize(doc, model.name, [*extra, "--part-tokens", str(n_ctx)])
+    report = {"bench": "summarize", "model": model.name, "threads": threads, "n_ctx": n_ctx,
+              "llama_bench": rates, "runs": {}}  # fmt: skip
+    for name, (stats, wall, summary) in runs.items():
+        bound = stats["document_tokens"] / rates["pp512"] + stats["summary_tokens"] / rates["tg128"]
+        report["runs"][name] = {
+            "document_tokens": stats["document_tokens"], "chunks": stats["chunks"],
+            "part_tokens": stats.get("part_tokens"), "calls": stats["calls"],
+            "summary_tokens": stats["summary_tokens"], "summary_words": len(summary.split()),
+            "engine_speed": stats.get("engine_speed"), "wall_s": round(wall, 1),
+            "bound_s": round(bound, 1), "ratio": round(wall / bound, 3),
+        }  # fmt: skip
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ from localllm.cli.common import (
 @click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, metavar="N",
               help="Part summaries in flight at once. Default: a remote engine's slot count; "
               "1 on this machine (N > 1 batches them in one llama.cpp context).")  # fmt: skip
+@click.option("--part-tokens", type=click.IntRange(min=64), default=None, metavar="N",
+              help="Tokens per part of a long document. Default: the length that finishes "
+              "soonest on this engine (measured once), at most the window.")  # fmt: skip
 @engine_option
 @quiet_option
 def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, combine,
-              no_cache, parallel, engine_name, quiet):  # fmt: skip
+              no_cache, parallel, part_tokens, engine_name, quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
     FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
@@ -77,10 +80,10 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
 
             inputs = [combine_documents(docs, spool)]
             docs.append(inputs[0])
+        options = SummaryOptions(length, style, lang, part_tokens)
         _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
-                       options=SummaryOptions(length, style, lang), use_cache=not no_cache,
-                       output=output, as_json=as_json, parallel=parallel,
-                       engine_name=engine_name)  # fmt: skip
+                       options=options, use_cache=not no_cache, output=output, as_json=as_json,
+                       parallel=parallel, engine_name=engine_name)  # fmt: skip
     finally:
         for doc in docs:
             doc.discard()  # spooled stdin and pipes are not kept

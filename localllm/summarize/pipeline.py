@@ -37,6 +37,7 @@ class SummaryOptions:
     length: str = "medium"  # short | medium | long
     style: str = "paragraph"  # paragraph | bullets
     lang: str = "auto"
+    part_tokens: int | None = None  # None: chosen from the engine's speed (sizing.py)
 
     def final_reserve(self, n_ctx: int) -> int:
         wanted = {"short": 160, "medium": 384, "long": 768}[self.length]
@@ -199,6 +200,8 @@ class Summarizer:
 
     def _part_tokens(self, most: int) -> int:
         """The part length that finishes soonest on this engine (sizing.py), at most `most`."""
+        if self.options.part_tokens:
+            return max(64, min(most, self.options.part_tokens))
         depth = attention_half_depth(self.engine.info)
         if depth is None or (2 * depth * self.map_reserve) ** 0.5 >= most:
             return most  # the window is best whatever the speed: nothing to measure
