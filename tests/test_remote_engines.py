@@ -373,3 +373,46 @@ def test_nothing_leaves_the_machine_unless_an_engine_is_named(starter_home, tmp_
     remote = guarded("run", "--engine", "box", "--max-tokens", "8", "Hello",
                      home=client_home(tmp_path, f"http://127.0.0.1:{free_port()}"))  # fmt: skip
     assert remote.returncode == 1 and "SOCKET-GUARD" in remote.stderr
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def chat_once(engine, tmp_path, question: str):
+    """One turn in the chat app (Textual's pilot) on engine: (stored messages, answer)."""
+    from localllm.chat.conversation import ChatParams
+    from localllm.chat.history import History
+    from localllm.tui.app import make_app
+    from localllm.tui.controller import ChatController
+    from localllm.tui.widgets.prompt_input import PromptInput
+
+    history = History(tmp_path / "history.sqlite3")
+    controller = ChatController(engine, "model", history, save_dir=tmp_path,
+                                defaults=ChatParams(temperature=0.0, max_tokens=24))  # fmt: skip
+    app = make_app(controller, models=lambda: [])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one(PromptInput).insert(question)
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+    stored = history.get(controller.session.conv.id)
+    return stored.messages
+
+
+@pytest.mark.anyio
+async def test_the_chat_app_on_an_engine_answers_as_in_process(served, engine, starter_path,
+                                                               tmp_path):  # fmt: skip
+    remote = HttpEngine.connect(EndpointConfig("box", served + "/v1"))
+    try:
+        there = await chat_once(remote, tmp_path / "remote", "Name three colours.")
+    finally:
+        remote.close()
+    here = await chat_once(engine, tmp_path / "local", "Name three colours.")
+    assert [m.role for m in there] == [m.role for m in here] and there[-1].role == "assistant"
+    asked = [{"role": m.role, "content": m.content} for m in here[:-1]]
+    assert asked == [{"role": m.role, "content": m.content} for m in there[:-1]]
+    same_greedy_path(starter_path, engine, engine.chat_tokens(asked), here[-1].content,
+                     there[-1].content)  # fmt: skip
