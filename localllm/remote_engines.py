@@ -70,6 +70,13 @@ def split_ref(settings: Settings, ref: str | None, engine: str | None) -> Remote
     return RemoteRef(model, name) if name else None
 
 
+def on_engine(ref: str | None, engine: str) -> str:
+    """ref as a reference to engine: MODEL@ENGINE (@ENGINE: the engine's default model)."""
+    if ref and ref.endswith("@" + engine):
+        return ref
+    return f"{ref or ''}@{engine}"
+
+
 def with_remote_engines(settings: Settings, resolve, engine: str | None = None):
     """A host resolver that sends MODEL@ENGINE (or every reference, with --engine) to an
     HTTP engine and everything else to resolve (the local store)."""

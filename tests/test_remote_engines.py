@@ -416,3 +416,16 @@ async def test_the_chat_app_on_an_engine_answers_as_in_process(served, engine, s
     assert asked == [{"role": m.role, "content": m.content} for m in there[:-1]]
     same_greedy_path(starter_path, engine, engine.chat_tokens(asked), here[-1].content,
                      there[-1].content)  # fmt: skip
+
+
+def test_the_model_picker_offers_the_configured_engines_without_contacting_them(tmp_path):
+    from localllm.config import Settings
+    from localllm.remote_engines import on_engine
+    from localllm.tui.app import model_choices
+
+    home = client_home(tmp_path, f"http://127.0.0.1:{free_port()}", model="qwen3.5-9b")
+    choices = model_choices(Settings.from_env({"LOCALLLM_HOME": str(home)}))
+    (remote,) = [c for c in choices if "@" in c.name]
+    assert remote.name == "qwen3.5-9b@box" and remote.local and "127.0.0.1" in remote.label
+    assert on_engine("qwen3.5-9b@box", "box") == "qwen3.5-9b@box"
+    assert on_engine(None, "box") == "@box"

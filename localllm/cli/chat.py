@@ -52,11 +52,13 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name)
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None)
-    if not engine_name:  # the configured local model means nothing to a remote engine
-        wanted = wanted or chat_config.get("model")
+    if engine_name:  # the first model only: F2 can still pick a local one
+        from localllm.remote_engines import on_engine
+
+        wanted = on_engine(wanted, engine_name)
+    wanted = wanted or chat_config.get("model")
     # One host for the app's lifetime: a model switched away from is unloaded (keep-alive 0).
-    host = command_host(settings, progress, ctx, gpu_layers, in_child_process=True,
-                        engine=engine_name)  # fmt: skip
+    host = command_host(settings, progress, ctx, gpu_layers, in_child_process=True)
     host.keep_alive = 0
     resolved = host.acquire(wanted)
     engine = resolved.engine

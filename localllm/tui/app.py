@@ -107,8 +107,23 @@ def make_app(controller: ChatController, **kwargs) -> LocalLLMApp:
     return LocalLLMApp(controller, **kwargs)
 
 
+def remote_choices(settings) -> list[ModelChoice]:
+    """The configured remote engines' models, as MODEL@ENGINE (nothing is contacted here)."""
+    from localllm.errors import ConfigError
+    from localllm.remote_engines import configured
+
+    try:
+        engines = configured(settings)
+    except ConfigError:
+        return []  # the chat command already reported a bad config.toml
+    return [ModelChoice(f"{c.model or ''}@{name}",
+                        f"⇄ {c.model or '(its default model)'}@{name}  ·  on {c.base}", True)
+            for name, c in engines.items()]  # fmt: skip
+
+
 def model_choices(settings) -> list[ModelChoice]:
-    """Local models first (name, size, quant, context), then catalogue models to download."""
+    """Local models first (name, size, quant, context), then the remote engines' models, then
+    catalogue models to download."""
     from localllm.catalog import load_catalog
     from localllm.store.registry import Registry
 
@@ -118,6 +133,7 @@ def model_choices(settings) -> list[ModelChoice]:
                     f"ctx {e.context_length or '?'}", True)
         for e in sorted(stored.values(), key=lambda e: e.name)
     ]  # fmt: skip
+    choices += remote_choices(settings)
     have = {e.catalog_name for e in stored.values()}
     for spec in load_catalog().values():
         if spec.name not in have:
