@@ -60,7 +60,19 @@ def collect(settings: Settings) -> dict:
         "disk_free": hardware.disk_free(settings.data_dir),
         "models_registered": models,
         "offline": settings.offline,
+        "remote_engines": _remote_engines(settings),
     }
+
+
+def _remote_engines(settings: Settings) -> dict | str:
+    """Where text may go: each configured engine's URL (not contacted; keys never shown)."""
+    from localllm.errors import ConfigError
+    from localllm.remote_engines import configured
+
+    try:
+        return {name: c.base for name, c in configured(settings).items()}
+    except ConfigError as exc:
+        return f"config.toml: {exc}"
 
 
 def _local_model(settings: Settings, ref: str) -> tuple[str, Path]:

@@ -429,3 +429,14 @@ def test_the_model_picker_offers_the_configured_engines_without_contacting_them(
     assert remote.name == "qwen3.5-9b@box" and remote.local and "127.0.0.1" in remote.label
     assert on_engine("qwen3.5-9b@box", "box") == "qwen3.5-9b@box"
     assert on_engine(None, "box") == "@box"
+
+
+def test_doctor_says_where_text_can_go(tmp_path):
+    home = client_home(tmp_path, "http://gpu-box:8000")
+    result = run_cli("doctor", home=home)
+    assert result.returncode == 0, result.stderr
+    assert "this machine only; a command that names an engine sends it there: box" in (
+        " ".join(result.stdout.split())
+    )
+    as_json = json.loads(run_cli("doctor", "--json", home=home).stdout)
+    assert as_json["remote_engines"] == {"box": "http://gpu-box:8000"}

@@ -58,6 +58,16 @@ _INSTALL_KINDS = {
 }
 
 
+def _destinations(engines) -> str:
+    if isinstance(engines, str):
+        return engines
+    where = "this machine only"
+    if engines:
+        named = ", ".join(f"{n} ({url})" for n, url in engines.items())
+        where += f"; a command that names an engine sends it there: {named}"
+    return where
+
+
 def _print_report(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -85,6 +95,7 @@ def _print_report(r: dict) -> None:
         ("disk free", human_bytes(r["disk_free"])),
         ("models", str(r["models_registered"])),
         ("offline", "yes (LOCALLLM_OFFLINE=1)" if r["offline"] else "no"),
+        ("text goes to", _destinations(r["remote_engines"])),
     ]
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
