@@ -440,3 +440,21 @@ def test_doctor_says_where_text_can_go(tmp_path):
     )
     as_json = json.loads(run_cli("doctor", "--json", home=home).stdout)
     assert as_json["remote_engines"] == {"box": "http://gpu-box:8000"}
+
+
+def test_several_files_share_the_engine_and_come_back_in_order(served, tmp_path):
+    from test_summarize import CURIE, long_document
+
+    files = [tmp_path / "long.txt", tmp_path / "short.txt", tmp_path / "mid.txt"]
+    files[0].write_text(long_document(1))
+    files[1].write_text(CURIE)
+    files[2].write_text(CURIE.replace("Curie", "Skłodowska-Curie"))
+    home = client_home(tmp_path, served, n_ctx=768)
+    out = tmp_path / "out.jsonl"
+    result = run_cli("summarize", *map(str, files), "--engine", "box", "--parallel", "2",
+                     "--length", "short", "--jsonl", "-o", str(out), home=home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["document"]).name for r in rows] == ["long.txt", "short.txt", "mid.txt"]
+    assert all(r["summary"].strip() for r in rows)
+    assert rows[0]["stats"]["chunks"] >= 2 and rows[1]["stats"]["calls"] == 1

@@ -36,6 +36,8 @@ from localllm.cli.common import (
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the summary to this file instead of stdout.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print summary, language, parts and stats.")
+@click.option("--jsonl", "as_jsonl", is_flag=True,
+              help="One JSON object per document and line (-o writes them to a file).")  # fmt: skip
 @click.option("--combine", is_flag=True, help="One summary of all files together.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store partial summaries.")
 @click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, metavar="N",
@@ -46,8 +48,8 @@ from localllm.cli.common import (
               "soonest on this engine (measured once), at most the window.")  # fmt: skip
 @engine_option
 @quiet_option
-def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, combine,
-              no_cache, parallel, part_tokens, engine_name, quiet):  # fmt: skip
+def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, as_jsonl,
+              combine, no_cache, parallel, part_tokens, engine_name, quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
     FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
@@ -61,12 +63,15 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
       curl -s https://example.org | localllm summarize - --lang en
       localllm summarize a.md b.md --combine -o summary.md
       localllm summarize informe.pdf --engine gpu --parallel 16
+      localllm summarize docs/*.pdf --engine gpu --parallel 32 --jsonl -o out.jsonl
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
     from localllm.summarize.pipeline import SummaryOptions
     from localllm.summarize.readers import open_document
 
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl: give one")
     settings = Settings.from_env()
     progress = TerminalProgress(quiet=quiet)
     spool = settings.cache_dir / "spool"
@@ -83,14 +88,14 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
         options = SummaryOptions(length, style, lang, part_tokens)
         _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
                        options=options, use_cache=not no_cache, output=output, as_json=as_json,
-                       parallel=parallel, engine_name=engine_name)  # fmt: skip
+                       as_jsonl=as_jsonl, parallel=parallel, engine_name=engine_name)  # fmt: skip
     finally:
         for doc in docs:
             doc.discard()  # spooled stdin and pipes are not kept
 
 
 def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
-                   output, as_json, parallel, engine_name) -> None:  # fmt: skip
+                   output, as_json, as_jsonl, parallel, engine_name) -> None:  # fmt: skip
     from localllm.engine.base import facts_of
     from localllm.summarize.cache import SummaryCache
     from localllm.summarize.pipeline import Summarizer
@@ -102,23 +107,40 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
     if facts.where != "this machine":
         progress.message(f"summarizing with {resolved.name}: text goes to {facts.where}, "
                          f"{parallel} part(s) at once")  # fmt: skip
-    summarizer = Summarizer(
-        engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", use_cache),
-        options, progress, settings.cache_dir / "spool", parallel=parallel,
-    )  # fmt: skip
-    stream = output is None and not as_json
+
+    def summarizer_for(reporter, limiter=None) -> Summarizer:
+        return Summarizer(
+            engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", use_cache),
+            options, reporter, settings.cache_dir / "spool", parallel=parallel, limiter=limiter,
+        )  # fmt: skip
+
+    stream = output is None and not as_json and not as_jsonl
     results = []
-    for doc in docs:
-        if stream and len(docs) > 1:
-            click.echo(f"## {doc.name}\n")
-        result = summarizer.summarize(doc, on_token=_echo if stream else None)
-        for warning in doc.warnings:
-            progress.message(warning)
-        if stream:
-            click.echo("\n" if len(docs) > 1 else "")
-        results.append(result)
-    _deliver(results, output, as_json)
+    if len(docs) > 1 and parallel > 1:  # side by side, sharing the engine's slots
+        from localllm.summarize.many import summarize_documents
+
+        for doc, result in zip(docs, summarize_documents(docs, summarizer_for, parallel,
+                                                         progress), strict=False):  # fmt: skip
+            _report(doc, progress)
+            if stream:
+                click.echo(f"## {doc.name}\n\n{result.summary}\n")
+            results.append(result)
+    else:
+        summarizer = summarizer_for(progress)
+        for doc in docs:
+            if stream and len(docs) > 1:
+                click.echo(f"## {doc.name}\n")
+            results.append(summarizer.summarize(doc, on_token=_echo if stream else None))
+            _report(doc, progress)
+            if stream:
+                click.echo("\n" if len(docs) > 1 else "")
+    _deliver(results, output, as_json, as_jsonl)
     engine.close()
+
+
+def _report(doc, progress) -> None:
+    for warning in doc.warnings:
+        progress.message(warning)
 
 
 def _echo(text: str) -> None:
@@ -126,13 +148,15 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-def _deliver(results, output: Path | None, as_json: bool) -> None:
-    if as_json:
-        payload = [
-            {"document": r.document, "language": r.language, "summary": r.summary,
-             "chunk_summaries": r.chunk_summaries, "stats": r.stats}
-            for r in results
-        ]  # fmt: skip
+def _deliver(results, output: Path | None, as_json: bool, as_jsonl: bool = False) -> None:
+    payload = [
+        {"document": r.document, "language": r.language, "summary": r.summary,
+         "chunk_summaries": r.chunk_summaries, "stats": r.stats}
+        for r in results
+    ]  # fmt: skip
+    if as_jsonl:
+        text = "\n".join(json.dumps(p, ensure_ascii=False) for p in payload)
+    elif as_json:
         text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=2,
                           ensure_ascii=False)  # fmt: skip
     elif len(results) == 1:
@@ -140,7 +164,7 @@ def _deliver(results, output: Path | None, as_json: bool) -> None:
     else:
         text = "\n\n".join(f"## {r.document}\n\n{r.summary}" for r in results)
     if output is None:
-        if as_json:
+        if as_json or as_jsonl:
             click.echo(text)
         return
     from localllm.store.integrity import write_text_atomically

@@ -67,6 +67,7 @@ class Summarizer:
         progress: ProgressReporter | None = None,
         spool_dir: Path | None = None,
         parallel: int = 1,
+        limiter: threading.Semaphore | None = None,
     ):
         self.engine = engine
         self.model_id = model_id
@@ -81,8 +82,14 @@ class Summarizer:
         # llama-server -np, the batching engine) answers them in one batch.
         self.parallel = max(1, parallel)
         self._cancel = threading.Event()  # set when the run stops early: in-flight calls end
+        # Engine calls in flight, shared by the summarizers of several documents in one run.
+        self._limiter = limiter or threading.Semaphore(self.parallel)
         self.part_tokens = 0  # the last document's part length, for stats
         self.speed = None  # the engine's measured speed, when part length depended on it
+
+    def stop(self) -> None:
+        """End the calls in flight at their next token (another thread's run stopped)."""
+        self._cancel.set()
 
     # -- one model call ------------------------------------------------------------
 
@@ -111,13 +118,14 @@ class Summarizer:
             )
         params = SamplingParams(max_tokens=reserve, temperature=0.2, seed=0, repeat_penalty=1.1)
         text, stats = "", None
-        for event in self.engine.stream(prompt, params, self._cancel):
-            if isinstance(event, Token):
-                text += event.text
-                if on_token:
-                    on_token(event.text)
-            elif isinstance(event, Finished):
-                stats = event.stats
+        with self._limiter:
+            for event in self.engine.stream(prompt, params, self._cancel):
+                if isinstance(event, Token):
+                    text += event.text
+                    if on_token:
+                        on_token(event.text)
+                elif isinstance(event, Finished):
+                    stats = event.stats
         self.calls.append({"kind": kind, "prompt_tokens": len(prompt), "reply_tokens":
                            stats.completion_tokens, "prefill_s": stats.prefill_s,
                            "decode_s": stats.decode_s})  # fmt: skip
