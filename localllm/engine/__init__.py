@@ -3,23 +3,29 @@
 from localllm.engine.base import (
     BuildInfo,
     Engine,
+    EngineFacts,
     Event,
     Finished,
     GenerationStats,
+    Generator,
     LoadOptions,
     LoadPlan,
     SamplingParams,
     Token,
+    Tokenizer,
 )
 
 __all__ = [
     "BuildInfo",
     "Engine",
+    "EngineFacts",
     "Event",
     "Finished",
     "GenerationStats",
+    "Generator",
     "LoadOptions",
     "LoadPlan",
     "SamplingParams",
     "Token",
+    "Tokenizer",
 ]

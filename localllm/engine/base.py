@@ -139,17 +139,9 @@ class BuildInfo:
     system_info: str = ""
 
 
-class Engine(Protocol):
-    """A loaded model that can tokenize, format chats and stream answers."""
-
-    info: GGUFInfo
-    plan: LoadPlan
-
-    @property
-    def backend(self) -> str: ...
-
-    @property
-    def n_ctx(self) -> int: ...
+class Tokenizer(Protocol):
+    """Tokens and chat prompts: exact where the backend can count, estimated high where not
+    (EngineFacts.exact_tokens says which)."""
 
     def tokenize(self, text: str, *, special: bool = True, add_bos: bool = True) -> list[int]: ...
 
@@ -159,11 +151,30 @@ class Engine(Protocol):
 
     def chat_tokens(self, messages: list[dict]) -> list[int]: ...
 
+
+class Generator(Protocol):
+    """Answers: a stream of Token events and one Finished, stopped early by cancel."""
+
     def stream(
         self,
         prompt_tokens: list[int],
         params: SamplingParams,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]: ...
+
+
+class Engine(Tokenizer, Generator, Protocol):
+    """A model that tokenizes, formats chats and streams answers: in this process
+    (engine/llama.py, engine/batch.py), in a child (engine/process.py) or over HTTP
+    (engine/http.py). facts_of(engine) gives its EngineFacts."""
+
+    info: GGUFInfo
+    plan: LoadPlan
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def n_ctx(self) -> int: ...
 
     def close(self) -> None: ...
