@@ -163,6 +163,22 @@ def test_forced_tool_calls_match_the_tool_schema(client, choice):
     jsonschema.validate(json.loads(call.function.arguments), tool["function"]["parameters"])
 
 
+def test_auto_tools_reach_a_model_whose_template_has_none(server):
+    from localllm.chat.tools import TOOLS_INSTRUCTION
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [WEATHER], "max_tokens": 8, "temperature": 0}  # fmt: skip
+    reply = httpx.post(server + "/v1/chat/completions", json=body, timeout=120).json()
+    (event,) = [e for e in reply["localllm"]["context"] if e["kind"] == "tools"]
+    assert "no tool support" in event["text"]
+    # The prompt the model read holds the function: more tokens than the bare question.
+    bare = httpx.post(server + "/v1/chat/completions", timeout=120,
+                      json={**body, "tools": None}).json()  # fmt: skip
+    described = httpx.post(server + "/tokenize", json={"content": TOOLS_INSTRUCTION}).json()
+    grown = reply["usage"]["prompt_tokens"] - bare["usage"]["prompt_tokens"]
+    assert grown > len(described["tokens"]) and "localllm" not in bare
+
+
 def test_embeddings_shape_norm_and_batch(client):
     one = client.embeddings.create(model=MODEL, input="the cat sat")
     many = client.embeddings.create(model=MODEL, input=["the cat sat", "stock markets", "x"])

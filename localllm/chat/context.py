@@ -29,7 +29,7 @@ MEMORY_HEADER = "Summary of the earlier part of this conversation:"
 
 @dataclass(frozen=True)
 class ContextEvent:
-    kind: str  # "folded" | "dropped" | "cut"
+    kind: str  # "folded" | "dropped" | "cut" | "tools" (described to a template without them)
     turns: int  # whole turns affected (0 for a cut)
     tokens: int  # tokens removed from the prompt
     text: str  # one line for the user

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from localllm.chat.context import ContextEvent, ContextManager
 from localllm.chat.conversation import ChatParams, Conversation, Message
+from localllm.chat.tools import describe_tools, tool_functions
 from localllm.errors import ContextOverflow, RequestError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -77,10 +78,17 @@ def build_prompt(
     fold: Callable[[str, list[dict]], str] | None = None,
 ) -> ApiPrompt:  # fmt: skip
     """Tokens for answering messages with `reserve` tokens of room; ContextOverflow if none."""
+    events = []
+    if tools and engine.render_chat(messages, tools=tools) == engine.render_chat(messages):
+        # The template drops tools: the model would never hear of them. Say so, and tell it.
+        messages = describe_tools(messages, tool_functions(tools))
+        tools = None
+        said = "this model's chat template has no tool support: the tools were described in "
+        events.append(ContextEvent("tools", 0, 0, said + "the system message"))
     tokens = engine.tokenize(engine.render_chat(messages, tools=tools or None))
     n_ctx = engine.n_ctx
     if len(tokens) + max(1, reserve) <= n_ctx:
-        return ApiPrompt(tokens)
+        return ApiPrompt(tokens, events)
     plain = all(m["role"] in ("system", "user", "assistant") and "tool_calls" not in m
                 for m in messages)  # fmt: skip
     if policy == "off" or tools or not plain or messages[-1]["role"] != "user":
@@ -95,4 +103,4 @@ def build_prompt(
                         messages=[Message(m["role"], m["content"]) for m in messages
                                   if m["role"] != "system"])  # fmt: skip
     prepared = ContextManager(engine, fold=fold).prepare(conv)
-    return ApiPrompt(prepared.tokens, prepared.events)
+    return ApiPrompt(prepared.tokens, [*events, *prepared.events])

@@ -114,3 +114,21 @@ def parse_tool_calls(text: str, functions: dict[str, dict]) -> tuple[str, list[T
         if call:
             return "", [call]
     return text, []
+
+
+TOOLS_INSTRUCTION = (
+    "You can call these functions. To call one, answer with only a JSON object "
+    '{"name": "<function name>", "arguments": {<arguments>}} and nothing else; otherwise '
+    "answer normally.\nFunctions:\n"
+)
+
+
+def describe_tools(messages: list[dict], functions: dict[str, dict]) -> list[dict]:
+    """messages with the functions described in the system message, for a chat template
+    that has no tool support of its own (its answer is then read as a bare JSON call)."""
+    listing = "\n".join(json.dumps(fn, ensure_ascii=False) for fn in functions.values())
+    text = TOOLS_INSTRUCTION + listing
+    if messages and messages[0]["role"] == "system":
+        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
