@@ -11,6 +11,8 @@ import openai
 import pytest
 from serverproc import running_server
 
+from localllm.config import Settings
+
 pytestmark = [pytest.mark.model, pytest.mark.one_build]
 MODEL = "smollm2-135m"
 
@@ -76,3 +78,24 @@ def test_other_addresses_need_a_key(starter_home):
     out = subprocess.run([sys.executable, "-m", "localllm", "serve", "--host", "0.0.0.0"],
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 1 and "--api-key" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_pull_through_the_api_only_with_allow_pull(hub, fresh_home):
+    import ollama
+
+    from localllm.store.registry import Registry
+
+    env = {"HF_ENDPOINT": hub.url}
+    with running_server(fresh_home, "--allow-pull", env=env) as url:
+        client = ollama.Client(host=url)
+        statuses = [p.status for p in client.pull("smollm2-135m:q4_k_m", stream=True)]
+        assert statuses[-1] == "success" and len(statuses) > 1  # progress, then success
+        names = [m.model for m in client.list().models]
+        assert names == ["smollm2-135m:q4_k_m"]
+        for bad in ("../../etc/passwd", "no-such-model"):  # names from the catalogue only
+            with pytest.raises(ollama.ResponseError):
+                client.pull(bad)
+        with pytest.raises(ollama.ResponseError, match="unknown model"):  # streamed: the last line
+            list(client.pull("no-such-model", stream=True))
+    settings = Settings.from_env({"LOCALLLM_HOME": str(fresh_home)})
+    assert list(Registry(settings).all()) == ["smollm2-135m:q4_k_m"]

@@ -110,6 +110,15 @@ class ServerModels:
         entry = Registry(self.settings).get(name)
         return self._facts(entry) if entry else None
 
+    def pull_now(self, name: str | None) -> None:
+        """Fetch name into the store (a worker thread's call); raises what the store raises."""
+        from localllm.progress import SilentProgress
+        from localllm.store.pull import pull, pull_target
+
+        if not name:
+            raise ModelNotFound('name the model to pull, e.g. {"model": "smollm2-135m"}')
+        pull(self.settings, pull_target(self.settings, name), SilentProgress())
+
     async def pull_stream(self, name: str | None):
         """Ollama's pull progress lines while the store fetches name (in a worker thread)."""
         from localllm.store.pull import pull, pull_target

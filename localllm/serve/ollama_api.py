@@ -253,12 +253,10 @@ async def pull(request: Request):
 
         raise Forbidden("pulling through the API is off: run `localllm pull MODEL` on the "
                         "server, or start it with --allow-pull")  # fmt: skip
-    stream = body.get("stream", True)
-    progress = request.app.state.catalog.pull_stream(name)
-    if stream:
-        return StreamingResponse((_ndjson(p) async for p in progress),
+    catalog = request.app.state.catalog
+    if body.get("stream", True):
+        return StreamingResponse((_ndjson(p) async for p in catalog.pull_stream(name)),
                                  media_type="application/x-ndjson")  # fmt: skip
-    last = {}
-    async for p in progress:
-        last = p
-    return last
+    # Not streamed: a failure is an error response, as Ollama gives it.
+    await anyio.to_thread.run_sync(catalog.pull_now, name)
+    return {"status": "success"}
