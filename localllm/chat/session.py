@@ -165,7 +165,7 @@ class ChatSession:
         stats = done.stats
         answer = Message(
             "assistant",
-            WITHHELD if withheld else text,
+            WITHHELD if withheld else text.strip(),  # surrounding blank lines carry nothing
             tokens=stats.completion_tokens,
             completion_tokens=stats.completion_tokens,
             ttft_s=round(stats.ttft_s, 4),
