@@ -8,6 +8,7 @@ folder comes from platformdirs, or lies under LOCALLLM_HOME when it is set.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,11 +107,17 @@ CONFIG_KEYS: dict[str, dict[str, tuple]] = {
 }
 
 
+def _env_name(value: str) -> bool:
+    """An environment variable's name, and not (as is easy to paste) the key itself."""
+    looks_like_key = value.lower().startswith(("sk-", "sk_", "hf_")) or len(value) > 40
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)) and not looks_like_key
+
+
 # [engines.NAME]: a remote OpenAI-compatible engine (localllm/remote_engines.py uses them).
 ENGINE_KEYS: dict[str, tuple] = {
     "url": ((str,), lambda v: v.startswith(("http://", "https://")), "an http(s):// URL"),
     "model": ((str,), lambda v: bool(v.strip()), "a model name the engine serves"),
-    "api_key_env": ((str,), lambda v: v.replace("_", "").isalnum(), "an environment variable name"),
+    "api_key_env": ((str,), _env_name, "the NAME of an environment variable, not the key"),
     "n_ctx": ((int,), lambda v: v >= 64, "a whole number of at least 64"),
     "parallel": ((int,), lambda v: 1 <= v <= 1024, "a whole number from 1 to 1024"),
     "timeout_s": (_NUMBER, lambda v: v > 0, "a number of seconds above 0"),
@@ -184,4 +191,5 @@ def _validate_engines(engines: dict, path: Path) -> None:
                 raise ConfigError(f"{where}: unknown key {key}; it takes " + ", ".join(ENGINE_KEYS))
             types, check, expected = ENGINE_KEYS[key]
             if isinstance(value, bool) or not isinstance(value, types) or not check(value):
-                raise ConfigError(f"{where}: {key} = {value!r} must be {expected}")
+                shown = "…" if key == "api_key_env" else repr(value)  # it may be a pasted key
+                raise ConfigError(f"{where}: {key} = {shown} must be {expected}")

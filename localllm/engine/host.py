@@ -146,8 +146,8 @@ class ModelHost:
             loaded.users = max(0, loaded.users - 1)
             loaded.last_used = time.time()
             done = loaded.users == 0 and loaded.keep_alive is not None and loaded.keep_alive <= 0
-        if done:
-            self._unload(loaded)
+        if done:  # only if still idle: another request may have taken it since
+            self._unload(loaded, only_idle=True)
 
     def loaded(self) -> list[Loaded]:
         with self._lock:

@@ -235,8 +235,9 @@ class HttpEngine:
         real = usage.get("prompt_tokens")
         if isinstance(real, int) and real > 0:
             stats.prompt_tokens = real
-            if self._pseudo is not None and estimated and real > estimated / self._scale:
-                self._scale = real / estimated  # the estimate was low: shrink the window
+            if self._pseudo is not None and estimated:
+                # Only ever shrinks the window: an estimate that was low once stays suspect.
+                self._scale = max(self._scale, real / estimated)
         details = usage.get("prompt_tokens_details") or {}
         stats.cached_tokens = int(details.get("cached_tokens") or 0)
         if isinstance(usage.get("completion_tokens"), int):
@@ -393,7 +394,7 @@ def _retriable(exc: httpx.HTTPError) -> bool:
 def _backoff(attempt: int, response=None) -> float:
     if response is not None:
         try:
-            return min(30.0, float(response.headers.get("retry-after", "")))
+            return max(0.0, min(30.0, float(response.headers.get("retry-after", ""))))
         except ValueError:
             pass
     return min(8.0, 0.5 * 2**attempt)

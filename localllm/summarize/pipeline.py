@@ -177,6 +177,7 @@ class Summarizer:
         self, doc: Document, on_token: Callable[[str], None] | None = None
     ) -> SummaryResult:
         started = time.perf_counter()
+        self.calls, self.speed = [], None  # stats are per document
         language = self._language(doc)
         prompts = prompts_for(language)
         fingerprint = (PROMPT_VERSION, self.model_id, self.n_ctx, language, self.options.length,
