@@ -458,3 +458,27 @@ def test_several_files_share_the_engine_and_come_back_in_order(served, tmp_path)
     assert [Path(r["document"]).name for r in rows] == ["long.txt", "short.txt", "mid.txt"]
     assert all(r["summary"].strip() for r in rows)
     assert rows[0]["stats"]["chunks"] >= 2 and rows[1]["stats"]["calls"] == 1
+
+
+def test_a_url_that_is_not_an_api_is_a_one_line_error(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "site" / "v1").mkdir(parents=True)
+    (tmp_path / "site" / "v1" / "models").write_text("<html>a login page</html>")
+    (tmp_path / "site" / "moved" / "v1" / "models").mkdir(parents=True)  # answered with a 301
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "site"))  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(EngineError, match="other than a JSON object"):
+            HttpEngine.connect(EndpointConfig("box", url + "/v1"))
+        # A redirect is named, not followed blindly.
+        with pytest.raises(EngineError, match="redirects to"):
+            HttpEngine.connect(EndpointConfig("box", url + "/moved/v1"))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -108,9 +108,13 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
         progress.message(f"summarizing with {resolved.name}: text goes to {facts.where}, "
                          f"{parallel} part(s) at once")  # fmt: skip
 
+    # Cached parts are keyed on the model that wrote them: on a remote engine, the served
+    # model and its address, not the label the user typed.
+    model_id = getattr(engine, "cache_id", resolved.name)
+
     def summarizer_for(reporter, limiter=None) -> Summarizer:
         return Summarizer(
-            engine, resolved.name, SummaryCache(settings.cache_dir / "summaries", use_cache),
+            engine, model_id, SummaryCache(settings.cache_dir / "summaries", use_cache),
             options, reporter, settings.cache_dir / "spool", parallel=parallel, limiter=limiter,
         )  # fmt: skip
 

@@ -133,6 +133,11 @@ class HttpEngine:
     # -- facts -------------------------------------------------------------------
 
     @property
+    def cache_id(self) -> str:
+        """What cached work done by this engine is keyed on: the served model and where."""
+        return f"{self.model}@{self.config.base}"
+
+    @property
     def backend(self) -> str:
         return f"remote ({self.config.name})"
 
@@ -302,7 +307,8 @@ def _optional(config, client, method: str, path: str, **kwargs) -> dict | None:
     if response.status_code != 200:
         return None
     try:
-        return response.json()
+        data = response.json()
+        return data if isinstance(data, dict) else None
     except ValueError:
         return None
 
@@ -320,7 +326,15 @@ def _call(config: EndpointConfig, client, method: str, path: str, **kwargs) -> d
             time.sleep(_backoff(attempt, response))
             continue
         _raise_for_status(config, response)
-        return response.json()
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise EngineError(f"engine {config.name} at {config.base} answered {path} with "
+                              "something other than a JSON object: is url an OpenAI-compatible "
+                              "server's address?")  # fmt: skip
+        return data
     raise AssertionError("unreachable")
 
 
@@ -346,7 +360,7 @@ class _Retrying:
                 response.close()
                 time.sleep(_backoff(attempt, response))
                 continue
-            if response.status_code != 200:
+            if not 200 <= response.status_code < 300:
                 response.read()
                 response.close()
                 _raise_for_status(config, response)
@@ -423,8 +437,12 @@ def _message(payload) -> str:
 
 def _raise_for_status(config: EndpointConfig, response) -> None:
     status = response.status_code
-    if status < 400:
+    if 200 <= status < 300:
         return
+    if 300 <= status < 400:
+        where = response.headers.get("location", "elsewhere")
+        raise EngineError(f"engine {config.name} redirects to {where}: put that address in "
+                          f"url of [engines.{config.name}]")  # fmt: skip
     try:
         message = _message(response.json())
     except ValueError:
