@@ -33,12 +33,12 @@ from localllm.engine.base import (
     SamplingParams,
     Token,
 )
+from localllm.engine.http_transport import call, client_for, optional, retrying, sse_chunks
 from localllm.engine.pseudo_tokens import PseudoTokenizer
-from localllm.errors import ContextOverflow, EngineError, ModelNotFound, RequestError
+from localllm.errors import ContextOverflow, ModelNotFound
 from localllm.gguf_meta import GGUFInfo
 
 ASSUMED_CTX = 4096  # when the server does not say its window and the config does not either
-RETRY_STATUS = frozenset({429, 502, 503, 504})
 CHAT_MARK = "\x00localllm-chat\x00"  # a rendered chat, on engines without a template route
 
 
@@ -75,7 +75,7 @@ class HttpEngine:
         self._server_ctx = n_ctx
         self._scale = 1.0  # real tokens per estimated token, once usage shows more than 1
         self._pseudo = None if exact else PseudoTokenizer()
-        self._client = client or _client(config)
+        self._client = client or client_for(config)
         where = f"engine {config.name} at {config.base}"
         # Callers read the model's name and whether it chats from GGUF facts; the server has
         # the file, so these stand in for them.
@@ -89,7 +89,7 @@ class HttpEngine:
     @classmethod
     def connect(cls, config: EndpointConfig, model: str | None = None) -> HttpEngine:
         """Reach the server, pick the model, and find its window, slots and tokenizer."""
-        client = _client(config)
+        client = client_for(config)
         try:
             return cls._probe(config, model or config.model, client)
         except BaseException:
@@ -99,7 +99,7 @@ class HttpEngine:
     @classmethod
     def _probe(cls, config: EndpointConfig, wanted: str | None, client) -> HttpEngine:
         started = time.perf_counter()
-        listed = _call(config, client, "GET", "/v1/models").get("data") or []
+        listed = call(config, client, "GET", "/v1/models").get("data") or []
         ids = [m.get("id") for m in listed if isinstance(m, dict)]
         model = wanted or (ids[0] if ids else None)
         if model is None:
@@ -110,8 +110,8 @@ class HttpEngine:
         if ids and model not in ids:
             model = _listed_as(model, ids, config)
         entry = next((m for m in listed if m.get("id") == model), {})
-        props = _optional(config, client, "GET", "/props", params={"model": model}) or {}
-        health = _optional(config, client, "GET", "/health") or {}
+        props = optional(config, client, "GET", "/props", params={"model": model}) or {}
+        health = optional(config, client, "GET", "/health") or {}
         notes = []
         n_ctx = config.n_ctx or _window(entry, props)
         if n_ctx is None:
@@ -191,7 +191,7 @@ class HttpEngine:
         stats = GenerationStats(prompt_tokens=len(prompt_tokens), stop_reason="length")
         first = last = None
         with self._open_stream(path, body) as response:
-            for chunk in _sse_chunks(response, self.config):
+            for chunk in sse_chunks(response, self.config):
                 if cancel.is_set():
                     stats.stop_reason = "cancelled"
                     break
@@ -251,22 +251,16 @@ class HttpEngine:
     # -- HTTP --------------------------------------------------------------------
 
     def _post(self, path: str, body: dict) -> dict:
-        return _call(self.config, self._client, "POST", path, json=body)
+        return call(self.config, self._client, "POST", path, json=body)
 
     def _open_stream(self, path: str, body: dict):
-        return _Retrying(self.config, self._client, path, body)
+        return retrying(self.config, self._client, path, body)
 
     def close(self) -> None:
         self._client.close()
 
 
 _STOP = {"length": "length", "stop": "stop", "tool_calls": "stop", "content_filter": "stop"}
-
-
-def _client(config: EndpointConfig) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    timeout = httpx.Timeout(config.timeout_s, connect=10.0)
-    return httpx.Client(base_url=config.base, headers=headers, timeout=timeout)
 
 
 def _listed_as(model: str, ids: list[str], config: EndpointConfig) -> str:
@@ -290,104 +284,12 @@ def _window(entry: dict, props: dict) -> int | None:
 
 def _counts_exactly(config: EndpointConfig, client, model: str) -> bool:
     """Whether the server tokenizes and renders chats for us (llama-server, localllm)."""
-    tokens = _optional(config, client, "POST", "/tokenize", json={"content": "Hi", "model": model})
+    tokens = optional(config, client, "POST", "/tokenize", json={"content": "Hi", "model": model})
     if not (isinstance(tokens, dict) and isinstance(tokens.get("tokens"), list)):
         return False
     chat = {"messages": [{"role": "user", "content": "Hi"}], "model": model}
-    rendered = _optional(config, client, "POST", "/apply-template", json=chat)
+    rendered = optional(config, client, "POST", "/apply-template", json=chat)
     return isinstance(rendered, dict) and isinstance(rendered.get("prompt"), str)
-
-
-def _optional(config, client, method: str, path: str, **kwargs) -> dict | None:
-    """A route some servers lack: None when it is not there (or not JSON)."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    try:
-        data = response.json()
-        return data if isinstance(data, dict) else None
-    except ValueError:
-        return None
-
-
-def _call(config: EndpointConfig, client, method: str, path: str, **kwargs) -> dict:
-    for attempt in range(config.retries + 1):
-        try:
-            response = client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            if attempt < config.retries and _retriable(exc):
-                time.sleep(_backoff(attempt))
-                continue
-            raise _unreachable(config, exc) from None
-        if response.status_code in RETRY_STATUS and attempt < config.retries:
-            time.sleep(_backoff(attempt, response))
-            continue
-        _raise_for_status(config, response)
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise EngineError(f"engine {config.name} at {config.base} answered {path} with "
-                              "something other than a JSON object: is url an OpenAI-compatible "
-                              "server's address?")  # fmt: skip
-        return data
-    raise AssertionError("unreachable")
-
-
-class _Retrying:
-    """A streamed POST that is retried while no answer has started, as a context manager."""
-
-    def __init__(self, config, client, path: str, body: dict):
-        self.config, self.client, self.path, self.body = config, client, path, body
-        self.response = None
-
-    def __enter__(self):
-        config = self.config
-        for attempt in range(config.retries + 1):
-            request = self.client.build_request("POST", self.path, json=self.body)
-            try:
-                response = self.client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                if attempt < config.retries and _retriable(exc):
-                    time.sleep(_backoff(attempt))
-                    continue
-                raise _unreachable(config, exc) from None
-            if response.status_code in RETRY_STATUS and attempt < config.retries:
-                response.close()
-                time.sleep(_backoff(attempt, response))
-                continue
-            if not 200 <= response.status_code < 300:
-                response.read()
-                response.close()
-                _raise_for_status(config, response)
-            self.response = response
-            return response
-        raise AssertionError("unreachable")
-
-    def __exit__(self, *exc_info) -> None:
-        if self.response is not None:
-            self.response.close()  # closing early is how the server learns to free the slot
-
-
-def _sse_chunks(response, config: EndpointConfig) -> Iterator[dict]:
-    try:
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            chunk = json.loads(data)
-            if isinstance(chunk, dict) and chunk.get("error"):
-                raise EngineError(f"engine {config.name}: {_message(chunk)}")
-            yield chunk
-    except (httpx.HTTPError, ValueError) as exc:
-        raise EngineError(f"engine {config.name} stopped answering mid-stream ({exc}): "
-                          "run the command again; finished work is kept") from None  # fmt: skip
 
 
 def _chunk_text(chunk: dict) -> tuple[str, str | None]:
@@ -398,62 +300,3 @@ def _chunk_text(chunk: dict) -> tuple[str, str | None]:
     delta = choice.get("delta")
     text = (delta or {}).get("content") if delta is not None else choice.get("text")
     return text or "", choice.get("finish_reason")
-
-
-def _retriable(exc: httpx.HTTPError) -> bool:
-    return isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                            httpx.WriteError, httpx.PoolTimeout))  # fmt: skip
-
-
-def _backoff(attempt: int, response=None) -> float:
-    if response is not None:
-        try:
-            return max(0.0, min(30.0, float(response.headers.get("retry-after", ""))))
-        except ValueError:
-            pass
-    return min(8.0, 0.5 * 2**attempt)
-
-
-def _unreachable(config: EndpointConfig, exc: httpx.HTTPError) -> EngineError:
-    if isinstance(exc, httpx.TimeoutException):
-        return EngineError(f"engine {config.name} at {config.base} did not answer in time "
-                           f"({exc.__class__.__name__}): is it overloaded? raise timeout_s in "
-                           f"[engines.{config.name}]")  # fmt: skip
-    return EngineError(f"cannot reach engine {config.name} at {config.base} "
-                       f"({exc.__class__.__name__}): is the server running? "
-                       f"`localllm engines test {config.name}` checks it")  # fmt: skip
-
-
-def _message(payload) -> str:
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    if error:
-        return str(error)
-    if isinstance(payload, dict) and payload.get("detail"):
-        return str(payload["detail"])
-    return str(payload)[:200]
-
-
-def _raise_for_status(config: EndpointConfig, response) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if 300 <= status < 400:
-        where = response.headers.get("location", "elsewhere")
-        raise EngineError(f"engine {config.name} redirects to {where}: put that address in "
-                          f"url of [engines.{config.name}]")  # fmt: skip
-    try:
-        message = _message(response.json())
-    except ValueError:
-        message = response.text[:200] or response.reason_phrase
-    name = config.name
-    if status in (401, 403):
-        key = f"${config.api_key_env}" if config.api_key_env else "api_key_env"
-        raise EngineError(f"engine {name} refused the request ({status}: {message}): check the "
-                          f"key in {key} (set api_key_env in [engines.{name}])")  # fmt: skip
-    if status == 404 and "model" in message.lower():
-        raise ModelNotFound(f"engine {name}: {message}")
-    if status in (400, 404, 413, 422):
-        raise RequestError(f"engine {name} rejected the request ({status}): {message}")
-    raise EngineError(f"engine {name} failed ({status}): {message}")
