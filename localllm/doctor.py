@@ -29,7 +29,7 @@ def _folders(settings: Settings) -> dict:
 
 
 def collect(settings: Settings) -> dict:
-    from localllm.engine.build import build_info
+    from localllm.engine.build import avoid_crashing_kernels, build_info
     from localllm.install_advice import current_install, reinstall_command
     from localllm.store.registry import Registry
 
@@ -52,6 +52,7 @@ def collect(settings: Settings) -> dict:
         "backends": build.backends,
         "gpu_offload": build.gpu_offload,
         "llama_cpp_system_info": build.system_info,
+        "kernels_off": avoid_crashing_kernels(),
         "cpu": asdict(cpu),
         "ram": {"total": mem.total, "available": mem.available},
         "gpus": [asdict(g) for g in gpus],

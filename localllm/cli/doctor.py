@@ -86,6 +86,7 @@ def _print_report(r: dict) -> None:
         ("llama-cpp-python", r["llama_cpp_python"]),
         ("backends", backends),
         ("GPU offload", "yes" if r["gpu_offload"] else "no (CPU-only build)"),
+        *((("kernels", r["kernels_off"]),) if r.get("kernels_off") else ()),
         ("CPU", f"{cpu['model']} ({cpu['arch']})"),
         ("cores", f"{cpu['physical_cores']} physical, {cpu['logical_cores']} logical usable"),
         ("CPU features", " ".join(cpu["features"]) or "-"),

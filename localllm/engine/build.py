@@ -64,3 +64,34 @@ def offload_target() -> OffloadTarget:
     backend = gpu_backend_name(build) if build.gpu_offload else None
     unified = platform.system() == "Darwin" and platform.machine() == "arm64"
     return OffloadTarget(backend, [] if unified else hardware.nvidia_gpus(), unified)
+
+
+# The AMX kernels of the llama.cpp that llama-cpp-python 0.3.36 vendors crash the process
+# (SIGSEGV in llama_decode, seen on a Xeon with AMX_INT8 and the SmolLM2 Q4_1 starter).
+# Weights loaded without llama.cpp's extra buffer types run on the ordinary CPU kernels.
+CRASHING_KERNELS = ("AMX_INT8 = 1",)
+
+
+@lru_cache(maxsize=1)
+def avoid_crashing_kernels() -> str | None:
+    """Load weights without the extra buffer types if this build has kernels known to crash;
+    returns why (for doctor), or None when nothing needed changing. Idempotent."""
+    info = build_info().system_info
+    found = [k.split(" = ")[0] for k in CRASHING_KERNELS if k in info]
+    if not found:
+        return None
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    default_params = bindings.llama_model_default_params
+
+    def params_without_extra_buffers():
+        params = default_params()
+        params.use_extra_bufts = False
+        return params
+
+    # Llama() and our own loaders read the defaults through these two names.
+    bindings.llama_model_default_params = params_without_extra_buffers
+    llama_cpp.llama_model_default_params = params_without_extra_buffers
+    return (f"{', '.join(found)} kernels are off: in this llama.cpp build they crash the "
+            "process; weights use the ordinary CPU kernels")  # fmt: skip

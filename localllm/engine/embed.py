@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from localllm.engine.base import LoadOptions
+from localllm.engine.build import avoid_crashing_kernels
 from localllm.engine.llama import _silence_llama_cpp_log, plan_load
 from localllm.errors import ContextOverflow, ModelLoadError
 
@@ -36,6 +37,7 @@ class EmbeddingEngine:
                                                  n_gpu_layers=options.n_gpu_layers))  # fmt: skip
         if not options.verbose:
             _silence_llama_cpp_log()
+        avoid_crashing_kernels()
         started = time.perf_counter()
         try:
             llm = llama_cpp.Llama(

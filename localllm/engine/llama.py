@@ -25,7 +25,12 @@ from localllm.engine.base import (
     SamplingParams,
     Token,
 )
-from localllm.engine.build import build_info, gpu_backend_name, offload_target
+from localllm.engine.build import (
+    avoid_crashing_kernels,
+    build_info,
+    gpu_backend_name,
+    offload_target,
+)
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.sampling import make_sampler, token_logprob
@@ -82,6 +87,7 @@ def open_llama(path: str | Path, info: GGUFInfo, plan: LoadPlan, *, verbose: boo
 
     if not verbose:
         _silence_llama_cpp_log()
+    avoid_crashing_kernels()
     try:
         return Llama(
             model_path=str(path),

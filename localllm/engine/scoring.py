@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from localllm.engine.base import LoadOptions, LoadPlan
+from localllm.engine.build import avoid_crashing_kernels
 from localllm.errors import ModelLoadError
 from localllm.gguf_meta import GGUFInfo, read_gguf_info
 
@@ -69,6 +70,7 @@ class TokenScorer:
         self.plan = scoring_plan(info, n_ctx, gpu_layers)
         n_ctx = self.plan.n_ctx
         _silence_llama_cpp_log()
+        avoid_crashing_kernels()
         from llama_cpp import Llama
 
         try:
