@@ -9,8 +9,8 @@ import threading
 import pytest
 from conftest import run_cli
 
+from localllm.documents.readers import open_document, text_blocks
 from localllm.errors import DocumentError
-from localllm.summarize.readers import open_document, text_blocks
 
 UNCLOSED_HEAD = (
     "<!doctype html><html><head><title>R</title><body><p>Marie Curie won two Nobel Prizes.</p>"

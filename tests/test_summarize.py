@@ -8,12 +8,12 @@ import shutil
 import pytest
 from conftest import RecordingEngine, run_cli
 
+from localllm.documents.cache import CallCache
+from localllm.documents.languages import detect_language
+from localllm.documents.readers import open_document, text_blocks
 from localllm.errors import DocumentError
 from localllm.progress import SilentProgress
-from localllm.summarize.cache import SummaryCache
 from localllm.summarize.pipeline import Summarizer, SummaryOptions
-from localllm.summarize.prompts import detect_language
-from localllm.summarize.readers import open_document, text_blocks
 
 CURIE = (
     "Marie Curie was a physicist and chemist who conducted pioneering research on "
@@ -49,7 +49,7 @@ def long_document(paragraphs_per_topic: int = 3) -> str:
 
 def summarizer(engine, tmp_path, cache=True, **options):
     return Summarizer(
-        engine, "starter", SummaryCache(tmp_path / "cache", cache),
+        engine, "starter", CallCache(tmp_path / "cache", cache),
         SummaryOptions(**options), SilentProgress(), tmp_path / "spool",
     )  # fmt: skip
 

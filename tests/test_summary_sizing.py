@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from localllm.documents.cache import CallCache
 from localllm.gguf_meta import read_gguf_info
-from localllm.summarize.cache import SummaryCache
 from localllm.summarize.sizing import (
     EngineSpeed,
     attention_half_depth,
@@ -34,7 +34,7 @@ def test_a_small_model_gets_parts_shorter_than_a_long_window(starter_path):
 
 @pytest.mark.model
 def test_the_speed_is_measured_once_and_kept(engine, tmp_path):
-    cache = SummaryCache(tmp_path)
+    cache = CallCache(tmp_path)
     speed = measure_speed(engine, cache, "k")
     assert speed.prefill_tps > 0 and speed.decode_tps > 0
     assert measure_speed(None, cache, "k") == speed  # from the cache: the engine is not used

@@ -21,6 +21,12 @@ COMMANDS = {
     "run": ("localllm.cli.run", "run", "Stream one answer from a model to stdout."),
     "chat": ("localllm.cli.chat", "chat", "Chat in the terminal (Textual app)."),
     "summarize": ("localllm.cli.summarize", "summarize", "Summarize documents of any length."),
+    "translate": ("localllm.cli.translate", "translate", "Translate documents, structure kept."),
+    "extract": (
+        "localllm.cli.extract",
+        "extract",
+        "Extract entities or fields, grounded, as JSON.",
+    ),
     "serve": ("localllm.cli.serve", "serve", "Serve the OpenAI and Ollama APIs (many at once)."),
     "ps": ("localllm.cli.serve", "ps", "Show the models a running server has loaded."),
     "engines": ("localllm.cli.engines", "engines", "List and test remote engines (vLLM, ...)."),

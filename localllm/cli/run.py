@@ -19,7 +19,7 @@ from localllm.cli.common import (
 
 def _read_prompt(prompt: tuple[str, ...], progress) -> str:
     if prompt == ("-",) or (not prompt and not sys.stdin.isatty()):
-        from localllm.summarize.readers import decode_text
+        from localllm.documents.readers import decode_text
 
         text, encoding = decode_text(sys.stdin.buffer.read())
         if encoding not in ("utf-8", "utf-8-sig"):

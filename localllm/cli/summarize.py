@@ -67,8 +67,8 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
+    from localllm.documents.readers import open_document
     from localllm.summarize.pipeline import SummaryOptions
-    from localllm.summarize.readers import open_document
 
     if as_json and as_jsonl:
         raise click.UsageError("--json and --jsonl: give one")
@@ -81,7 +81,7 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
             docs.append(open_document(name, spool))
         inputs = docs
         if combine and len(docs) > 1:
-            from localllm.summarize.readers import combine_documents
+            from localllm.documents.readers import combine_documents
 
             inputs = [combine_documents(docs, spool)]
             docs.append(inputs[0])
@@ -96,8 +96,8 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
 
 def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
                    output, as_json, as_jsonl, parallel, engine_name) -> None:  # fmt: skip
+    from localllm.documents.cache import CallCache
     from localllm.engine.base import facts_of
-    from localllm.summarize.cache import SummaryCache
     from localllm.summarize.pipeline import Summarizer
 
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
@@ -114,7 +114,7 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
 
     def summarizer_for(reporter, limiter=None) -> Summarizer:
         return Summarizer(
-            engine, model_id, SummaryCache(settings.cache_dir / "summaries", use_cache),
+            engine, model_id, CallCache(settings.cache_dir / "summaries", use_cache),
             options, reporter, settings.cache_dir / "spool", parallel=parallel, limiter=limiter,
         )  # fmt: skip
 

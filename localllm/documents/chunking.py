@@ -10,6 +10,7 @@ holds one chunk and one paragraph, whatever the document's size.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -138,3 +139,65 @@ def _size(pieces: list[Piece]) -> int:
 
 def _join(pieces: list[Piece]) -> str:
     return "".join(p.sep + p.text for p in pieces).strip()
+
+
+# -- spans: chunks that are exact slices of the text, for jobs that report offsets ----------
+
+
+def spans(text: str, count: Callable[[str], int], size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive slices of text, each measuring at most size tokens.
+
+    Cut between paragraphs where one fits whole, else at sentence ends, then at spaces,
+    then anywhere. Whitespace between slices belongs to neither. Each slice is text[start:end]
+    itself, so an offset found in a slice is an offset in the text."""
+    start = end = None
+    for p_start, p_end in _paragraph_spans(text):
+        for s_start, s_end in _fitting(text, p_start, p_end, count, size):
+            if start is not None and count(text[start:s_end]) <= size:
+                end = s_end
+                continue
+            if start is not None:
+                yield start, end
+            start, end = s_start, s_end
+    if start is not None:
+        yield start, end
+
+
+def _paragraph_spans(text: str) -> Iterator[tuple[int, int]]:
+    pos = 0
+    for brk in PARAGRAPH_BREAK.finditer(text):
+        yield from _trimmed(text, pos, brk.start())
+        pos = brk.end()
+    yield from _trimmed(text, pos, len(text))
+
+
+def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if stripped:
+        lead = len(piece) - len(piece.lstrip())
+        yield start + lead, start + lead + len(stripped)
+
+
+def _fitting(text: str, start: int, end: int, count, size: int, level: int = 0):
+    """The slice [start, end) as pieces that each measure within size."""
+    if count(text[start:end]) <= size:
+        yield start, end
+        return
+    if level == 0:
+        cuts = [m.end() for m in SENTENCE_END.finditer(text, start, end)]
+    elif level == 1:
+        cuts = [m.end() for m in re.finditer(r"\s+", text[start:end])]
+        cuts = [start + c for c in cuts]
+    else:  # no space to cut at: halve until it fits
+        middle = (start + end) // 2
+        yield from _fitting(text, start, middle, count, size, 2)
+        yield from _fitting(text, middle, end, count, size, 2)
+        return
+    bounds = [start, *[c for c in cuts if start < c < end], end]
+    if len(bounds) == 2:
+        yield from _fitting(text, start, end, count, size, level + 1)
+        return
+    for a, b in itertools.pairwise(bounds):
+        for t_start, t_end in _trimmed(text, a, b):
+            yield from _fitting(text, t_start, t_end, count, size, level + 1)

@@ -277,6 +277,13 @@ def text_blocks(doc: Document) -> Iterator[str]:
     return _nonempty(doc, blocks)
 
 
+def full_text(doc: Document) -> str:
+    """The whole document as one string, markup and all for text and HTML (translate keeps
+    the markup); a PDF's extracted text. Empty documents raise DocumentError."""
+    blocks = _pdf_blocks(doc) if doc.kind == "pdf" else _decoded_blocks(doc)
+    return "".join(_nonempty(doc, blocks))
+
+
 def _nonempty(doc: Document, blocks: Iterator[str]) -> Iterator[str]:
     seen_text = False
     for block in blocks:

@@ -20,12 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localllm.documents.cache import CallCache
+from localllm.documents.chunking import Chunker
+from localllm.documents.languages import detect_language
+from localllm.documents.readers import Document, text_blocks
 from localllm.engine import Finished, SamplingParams, Token
 from localllm.progress import ProgressReporter, SilentProgress
-from localllm.summarize.cache import SummaryCache
-from localllm.summarize.chunking import Chunker
-from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, detect_language, prompts_for
-from localllm.summarize.readers import Document, text_blocks
+from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, prompts_for
 from localllm.summarize.sizing import attention_half_depth, measure_speed, part_tokens
 
 SAFETY_TOKENS = 8
@@ -62,7 +63,7 @@ class Summarizer:
         self,
         engine,
         model_id: str,
-        cache: SummaryCache,
+        cache: CallCache,
         options: SummaryOptions,
         progress: ProgressReporter | None = None,
         spool_dir: Path | None = None,
@@ -215,7 +216,7 @@ class Summarizer:
         if depth is None or (2 * depth * self.map_reserve) ** 0.5 >= most:
             return most  # the window is best whatever the speed: nothing to measure
         plan = self.engine.plan
-        key = SummaryCache.key("speed", self.model_id, self.engine.backend, plan.n_threads,
+        key = CallCache.key("speed", self.model_id, self.engine.backend, plan.n_threads,
                                plan.n_gpu_layers)  # fmt: skip
         self.speed = measure_speed(self.engine, self.cache, key)
         chosen = part_tokens(most, self.engine.info, self.speed, self.map_reserve)
@@ -259,7 +260,7 @@ class Summarizer:
             self.progress.advance(1)
             self.progress.describe(f"summarizing chunks ({self._rate():.0f} tok/s)")
 
-        jobs = ((SummaryCache.key("map", fingerprint, i, chunk), "map",
+        jobs = ((CallCache.key("map", fingerprint, i, chunk), "map",
                  lambda c=chunk: self._prompt(prompts, prompts.chunk, c))
                 for i, chunk in enumerate(_iter_chunks(spool)))  # fmt: skip
         try:
@@ -277,7 +278,7 @@ class Summarizer:
             level += 1
             groups = self._groups(partials, prompts)
             self.progress.message(f"merging {len(partials)} partial summaries (level {level})")
-            jobs = ((SummaryCache.key("reduce", fingerprint, level, g), "reduce",
+            jobs = ((CallCache.key("reduce", fingerprint, level, g), "reduce",
                      lambda g=g: self._prompt(prompts, prompts.combine, "\n\n".join(g)))
                     for g in groups)  # fmt: skip
             partials = self._calls(jobs, self.map_reserve)

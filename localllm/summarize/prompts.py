@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROMPT_VERSION = 1
+from localllm.documents.languages import LANGUAGE_NAMES
 
-LANGUAGE_NAMES = {
-    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
-    "it": "Italian", "nl": "Dutch", "ca": "Catalan", "pl": "Polish", "ru": "Russian",
-    "uk": "Ukrainian", "ja": "Japanese", "zh": "Chinese", "ko": "Korean", "ar": "Arabic",
-    "tr": "Turkish", "sv": "Swedish", "da": "Danish", "no": "Norwegian", "fi": "Finnish",
-    "cs": "Czech", "el": "Greek", "hi": "Hindi", "gl": "Galician", "eu": "Basque",
-}  # fmt: skip
+PROMPT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -118,11 +112,3 @@ def prompts_for(lang: str) -> PromptSet:
         lengths=ENGLISH.lengths,
         styles=ENGLISH.styles,
     )
-
-
-def detect_language(sample: str) -> str:
-    """ISO 639-1 code of the sample's language (py3langid works offline)."""
-    import py3langid
-
-    lang, _ = py3langid.classify(sample[:5000])
-    return lang

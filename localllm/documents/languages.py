@@ -1,0 +1,52 @@
+"""Language codes, names and detection (py3langid, offline), for every document job."""
+
+from __future__ import annotations
+
+import functools
+
+from localllm.errors import DocumentError
+
+LANGUAGE_NAMES = {
+    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
+    "it": "Italian", "nl": "Dutch", "ca": "Catalan", "pl": "Polish", "ru": "Russian",
+    "uk": "Ukrainian", "ja": "Japanese", "zh": "Chinese", "ko": "Korean", "ar": "Arabic",
+    "tr": "Turkish", "sv": "Swedish", "da": "Danish", "no": "Norwegian", "fi": "Finnish",
+    "cs": "Czech", "el": "Greek", "hi": "Hindi", "gl": "Galician", "eu": "Basque",
+    "ro": "Romanian", "hu": "Hungarian", "id": "Indonesian", "vi": "Vietnamese", "he": "Hebrew",
+}  # fmt: skip
+
+
+def detect_language(sample: str) -> str:
+    """ISO 639-1 code of the sample's language."""
+    import py3langid
+
+    lang, _ = py3langid.classify(sample[:5000])
+    return lang
+
+
+def check_language_code(code: str) -> str:
+    """The code, lower-cased, if we know the language; otherwise a one-line error."""
+    code = code.strip().lower()
+    if code not in LANGUAGE_NAMES:
+        raise DocumentError(f"unknown language code {code!r}: use one of "
+                            f"{', '.join(sorted(LANGUAGE_NAMES))}")  # fmt: skip
+    return code
+
+
+@functools.cache
+def _identifier(languages: tuple[str, ...]):
+    """An identifier choosing among these languages only (one per pair: thread-safe)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    ident.set_languages(list(languages))
+    return ident
+
+
+def leans_to(text: str, wanted: str, other: str) -> float:
+    """How much more likely text is in `wanted` than in `other` (a probability, 0..1).
+
+    Choosing between the two languages in play is far more reliable on a short
+    passage than naming its language among a hundred."""
+    lang, prob = _identifier(tuple(sorted((wanted, other)))).classify(text[:5000])
+    return prob if lang == wanted else 1.0 - prob
