@@ -28,6 +28,11 @@ TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 _NAMED = ("properties", "$defs", "definitions")
 _LISTED = ("anyOf", "oneOf", "allOf", "prefixItems")
 
+# llama-cpp-python's converter lets a string hold raw control characters (a newline, a tab),
+# which no JSON parser accepts; llama.cpp's own converter excludes them, as JSON does.
+_LOOSE_CHAR = 'char ::= [^"\\\\]'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
 # Any JSON value at all (response_format json_object, Ollama's format "json").
 ANY_JSON_OBJECT = {"type": "object"}
 
@@ -41,9 +46,11 @@ def schema_to_grammar(schema: object) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
     except (ValueError, KeyError, AssertionError, RecursionError, TypeError) as exc:
         raise GrammarError(f"the JSON schema cannot be turned into a grammar: {exc}") from None
+    return "\n".join(line.replace(_LOOSE_CHAR, _JSON_CHAR, 1) if line.startswith(_LOOSE_CHAR)
+                     else line for line in grammar.splitlines())  # fmt: skip
 
 
 def _check(node: object, where: str) -> None:

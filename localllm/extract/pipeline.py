@@ -27,7 +27,7 @@ from localllm.errors import DocumentError, EngineError
 from localllm.extract import prompts
 from localllm.extract.grounding import FoldedText, find
 from localllm.extract.merge import Found, PartResult, merge, merge_entities
-from localllm.extract.schema import entity_schema, relaxed, strings
+from localllm.extract.schema import entity_schema, relaxed, scalars
 from localllm.progress import ProgressReporter, SilentProgress
 
 SAFETY_TOKENS = 8
@@ -168,7 +168,7 @@ class Extractor:
         source = FoldedText(text[start:end])
         found: list[Found] = []
         dropped: list[str] = []
-        for path, value, groundable in list(strings(answer, self.schema, self.schema)):
+        for path, value, groundable in list(scalars(answer, self.schema, self.schema)):
             self.counts["values"] += 1
             if not groundable:
                 self.counts["unchecked"] += 1

@@ -31,7 +31,7 @@ ENTITY_HINTS = {
     "event": "named events",
     "law": "laws, regulations and articles",
 }  # fmt: skip
-MAX_VALUE_CHARS = 160
+MAX_VALUE_CHARS = 80  # longer is a sentence, not a name
 
 
 def entity_schema(types: tuple[str, ...], max_items: int) -> dict:
@@ -111,20 +111,23 @@ def _plain_string(node: dict) -> bool:
     return is_string and not {"enum", "const", "format"} & node.keys()
 
 
-def strings(value, node: dict, root: dict, path: str = "") -> Iterator[tuple[str, str, bool]]:
-    """(JSON pointer, string, groundable) for every string in value, read against its schema."""
+def scalars(value, node: dict, root: dict, path: str = "") -> Iterator[tuple[str, object, bool]]:
+    """(JSON pointer, value, groundable) for every string and number in value, read against
+    its schema. Numbers are never groundable: "2,5 millones" may rightly be 2500000."""
     node = _resolve(node, root)
     if isinstance(value, str):
         yield path, value, _plain_string(node) or _nullable_plain(node, root)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, value, False
     elif isinstance(value, dict):
         props = node.get("properties") or {}
         for key, item in value.items():
-            yield from strings(item, _branch(props.get(key, {}), item, root), root,
+            yield from scalars(item, _branch(props.get(key, {}), item, root), root,
                                f"{path}/{_escape(key)}")  # fmt: skip
     elif isinstance(value, list):
         items = node.get("items") if isinstance(node.get("items"), dict) else {}
         for i, item in enumerate(value):
-            yield from strings(item, _branch(items, item, root), root, f"{path}/{i}")
+            yield from scalars(item, _branch(items, item, root), root, f"{path}/{i}")
 
 
 def _nullable_plain(node: dict, root: dict) -> bool:
