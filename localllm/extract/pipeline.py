@@ -13,6 +13,7 @@ parallel (--parallel) on an engine with slots; answers are cached.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Extractor:
         else:
             self.schema = entity_schema(options.entities, self.reserve // TOKENS_PER_ENTITY)
         self.grammar = schema_to_grammar(self.schema)
+        self._counting = threading.Lock()  # parts are grounded on --parallel's threads
         self.counts = dict.fromkeys(("values", "exact", "folded", "fuzzy", "invented",
                                      "unchecked", "cut_off_parts"), 0)  # fmt: skip
 
@@ -136,7 +138,8 @@ class Extractor:
         answer, cut = self._answer(text[start:end], language)
         if cut:
             if depth >= MAX_SPLITS or end - start < 200:
-                self.counts["cut_off_parts"] += 1
+                with self._counting:
+                    self.counts["cut_off_parts"] += 1
                 self.progress.message(
                     f"characters {start}-{end}: the answer did not fit the "
                     f"{self.reserve}-token reply; nothing kept from this part"
@@ -165,6 +168,10 @@ class Extractor:
 
     def _ground(self, answer: dict, text: str, start: int, end: int) -> PartResult:
         """Every plain string looked for in the part; those not there are dropped."""
+        with self._counting:
+            return self._ground_part(answer, text, start, end)
+
+    def _ground_part(self, answer: dict, text: str, start: int, end: int) -> PartResult:
         source = FoldedText(text[start:end])
         found: list[Found] = []
         dropped: list[str] = []

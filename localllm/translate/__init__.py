@@ -1,0 +1,1 @@
+"""Translation of whole documents of any length, their structure kept."""
