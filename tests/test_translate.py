@@ -261,3 +261,19 @@ def test_bad_input_is_a_one_line_error(tmp_path, starter_home, args, content, me
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not out.exists()  # nothing half-written
+
+
+def test_parallel_runs_are_consecutive_chunks_of_near_equal_length():
+    from localllm.translate.pipeline import _runs
+
+    chunks = [[i] for i in range(7)]
+    assert _runs(chunks, 3) == [[[0], [1], [2]], [[3], [4]], [[5], [6]]]
+    assert _runs(chunks, 1) == [chunks] and _runs(chunks[:2], 8) == [[[0]], [[1]]]
+
+
+def test_side_by_side_runs_translate_every_paragraph_within_the_window(engine_1k, tmp_path):
+    doc = open_document(str(write(tmp_path, "largo.txt", varied(6))), tmp_path)
+    recording = RecordingEngine(engine_1k)
+    result = translator(recording, tmp_path, target="en", source="es", parallel=2).translate(doc)
+    assert paragraphs(result.text) == 6 and result.stats["calls"] == len(recording.calls)
+    assert all(len(prompt) + reserve <= 1024 for prompt, reserve in recording.calls)

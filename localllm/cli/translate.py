@@ -54,10 +54,13 @@ from localllm.cli.common import (
     help="Print translation, languages, untranslated paragraphs and stats as JSON.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store translated chunks.")
+@click.option("--parallel", type=click.IntRange(1, 256), default=None, metavar="N",
+              help="Runs of chunks translated at once (each keeps its context). Default: a "
+              "remote engine's slot count, else 1.")  # fmt: skip
 @engine_option
 @quiet_option
 def translate(files, target, source, model, glossary, tries, ctx, gpu_layers, output, as_json,
-              no_cache, engine_name, quiet):  # fmt: skip
+              no_cache, parallel, engine_name, quiet):  # fmt: skip
     """Translate documents of any length, keeping their structure, offline.
 
     Markdown keeps its headings, lists, tables, links and emphasis; code, URLs
@@ -72,6 +75,7 @@ def translate(files, target, source, model, glossary, tries, ctx, gpu_layers, ou
       cat notes.txt | localllm translate - --to fr
       localllm translate docs/*.md --to de -o docs-de/
       localllm translate page.html --from es --to pt --json
+      localllm translate libro.md --to en --engine gpu --parallel 16
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
@@ -93,7 +97,7 @@ def translate(files, target, source, model, glossary, tries, ctx, gpu_layers, ou
         options = TranslateOptions(target, source, tries, terms)
         _translate_all(settings, docs, targets, progress, options, model=model, ctx=ctx,
                        gpu_layers=gpu_layers, use_cache=not no_cache, as_json=as_json,
-                       engine_name=engine_name)  # fmt: skip
+                       engine_name=engine_name, parallel=parallel)  # fmt: skip
     finally:
         for doc in docs:
             doc.discard()
@@ -114,15 +118,18 @@ def _output_paths(docs, output: Path | None) -> list[Path | None]:
 
 
 def _translate_all(settings, docs, targets, progress, options, *, model, ctx, gpu_layers,
-                   use_cache, as_json, engine_name) -> None:  # fmt: skip
+                   use_cache, as_json, engine_name, parallel) -> None:  # fmt: skip
+    from dataclasses import replace
+
     from localllm.documents.cache import CallCache
     from localllm.engine.base import facts_of
     from localllm.store.integrity import write_text_atomically
     from localllm.translate.pipeline import Translator
 
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
-                                  engine=engine_name)  # fmt: skip
+                                  engine=engine_name, parallel=parallel or 1)  # fmt: skip
     facts = facts_of(engine)
+    options = replace(options, parallel=parallel or facts.parallel)
     if facts.where != "this machine":
         progress.message(f"translating with {resolved.name}: text goes to {facts.where}")
     translator = Translator(engine, getattr(engine, "cache_id", resolved.name),

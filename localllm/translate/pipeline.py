@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -51,6 +53,7 @@ class TranslateOptions:
     source: str = "auto"
     tries: int = 3
     glossary: Glossary = field(default_factory=Glossary)
+    parallel: int = 1  # runs of chunks translated side by side (each keeps its own context)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Translator:
         self.progress = progress or SilentProgress()
         self.calls = ModelCalls(engine)
         self.context_tokens = 0
+        self._counting = threading.Lock()
 
     def stop(self) -> None:
         self.calls.cancel.set()
@@ -104,11 +108,8 @@ class Translator:
         units = self._units(layout, budget)
         self.progress.start(f"translating {doc.name}", len(units), unit="parts")
         try:
-            context: tuple[str, str] | None = None
-            for chunk in _chunks(units, budget):
-                self._translate_chunk(chunk, instructions, context, doc)
-                context = self._context(chunk, int(budget * CONTEXT_SHARE))
-                self.progress.advance(len(chunk))
+            self._translate_runs(_runs(list(_chunks(units, budget)), self.options.parallel),
+                                 instructions, doc, budget)  # fmt: skip
         finally:
             self.progress.finish()
         text = layout.render(_segment_texts(layout, units))
@@ -119,6 +120,30 @@ class Translator:
         ]  # fmt: skip
         return TranslationResult(doc.name, source, self.options.target, text, untranslated,
                                  self._stats(layout, units, budget, started))  # fmt: skip
+
+    def _translate_runs(self, runs: list[list[list[Unit]]], instructions: Instructions,
+                        doc: Document, budget: int) -> None:  # fmt: skip
+        """Each run of consecutive chunks in order, each chunk with the one before as context;
+        several runs side by side (--parallel), so an engine with slots answers them at once."""
+
+        def run(chunks: list[list[Unit]]) -> None:
+            context: tuple[str, str] | None = None
+            for chunk in chunks:
+                self._translate_chunk(chunk, instructions, context, doc)
+                context = self._context(chunk, int(budget * CONTEXT_SHARE))
+                self.progress.advance(len(chunk))
+
+        if len(runs) == 1:
+            run(runs[0])
+            return
+        with ThreadPoolExecutor(len(runs), thread_name_prefix="localllm-translate") as pool:
+            futures = [pool.submit(run, chunks) for chunks in runs]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                self.stop()  # the other runs end at their next token
+                raise
 
     # -- planning --------------------------------------------------------------------
 
@@ -252,7 +277,9 @@ class Translator:
         reply, cut = self._answer(key, prompt, reserve, attempt, "unit" if lone else "chunk",
                                   ("\n\n",) if lone else ())  # fmt: skip
         if context:
-            self.context_tokens += self.calls.count(context[0]) + self.calls.count(context[1])
+            tokens = self.calls.count(context[0]) + self.calls.count(context[1])
+            with self._counting:
+                self.context_tokens += tokens
         parts = [p.strip() for p in BLANK_LINES.split(reply.strip()) if p.strip()]
         if cut and len(parts) > len(units):
             parts, cut = parts[: len(units)], False  # it went on past the text: not ours
@@ -330,6 +357,20 @@ def _chunks(units: list[Unit], budget: int):
             size += unit.tokens
     if chunk:
         yield chunk
+
+
+def _runs(chunks: list[list[Unit]], parallel: int) -> list[list[list[Unit]]]:
+    """The chunks in at most `parallel` runs of consecutive ones, of near-equal length.
+
+    Only a run's first chunk goes without the previous chunk as context."""
+    count = max(1, min(parallel, len(chunks)))
+    size, extra = divmod(len(chunks), count)
+    runs, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        runs.append(chunks[start:end])
+        start = end
+    return runs
 
 
 def _by_paragraph(units: list[Unit]):
