@@ -482,3 +482,27 @@ def test_a_url_that_is_not_an_api_is_a_one_line_error(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_chat_counts_as_its_text_plus_the_templates_allowance_not_its_json_escapes():
+    from localllm.engine.pseudo_tokens import (
+        CHAT_ALLOWANCE,
+        CHAT_MARK,
+        MESSAGE_ALLOWANCE,
+        PseudoTokenizer,
+        pack_chat,
+        unpack_chat,
+    )
+
+    text = 'Dijo: "basta".\n\n' * 200  # quotes and newlines: JSON would escape each one
+    messages = [{"role": "system", "content": "Resume."}, {"role": "user", "content": text}]
+    tokens = PseudoTokenizer()
+    packed = pack_chat(messages, {})
+    contents = sum(len(tokens.tokenize(m["role"] + m["content"])) for m in messages)
+    allowance = len(tokens.tokenize(CHAT_MARK)) + CHAT_ALLOWANCE + 2 * (MESSAGE_ALLOWANCE + 2)
+    assert contents <= len(tokens.tokenize(packed)) <= contents + allowance
+    as_json = CHAT_MARK + json.dumps({"messages": messages}, ensure_ascii=False)
+    assert len(tokens.tokenize(as_json)) > contents + 500  # what the escapes used to cost
+    assert unpack_chat(tokens.detokenize(tokens.tokenize(packed))) == {"messages": messages}
+    with_tools = pack_chat(messages, {"tools": [{"type": "function"}]})  # not plain: JSON
+    assert unpack_chat(with_tools) == {"messages": messages, "tools": [{"type": "function"}]}

@@ -16,7 +16,6 @@ the engine and what to do.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -34,12 +33,11 @@ from localllm.engine.base import (
     Token,
 )
 from localllm.engine.http_transport import call, client_for, optional, retrying, sse_chunks
-from localllm.engine.pseudo_tokens import PseudoTokenizer
+from localllm.engine.pseudo_tokens import CHAT_MARK, PseudoTokenizer, pack_chat, unpack_chat
 from localllm.errors import ContextOverflow, ModelNotFound
 from localllm.gguf_meta import GGUFInfo
 
 ASSUMED_CTX = 4096  # when the server does not say its window and the config does not either
-CHAT_MARK = "\x00localllm-chat\x00"  # a rendered chat, on engines without a template route
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,7 @@ class HttpEngine:
     def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True,
                     **template_vars) -> str:  # fmt: skip
         if self._pseudo is not None:
-            return CHAT_MARK + json.dumps({"messages": messages, **template_vars},
-                                          ensure_ascii=False)  # fmt: skip
+            return pack_chat(messages, template_vars)
         body = {"messages": messages, "model": self.model, **template_vars}
         return self._post("/apply-template", body)["prompt"]
 
@@ -232,8 +229,7 @@ class HttpEngine:
             return "/v1/completions", {**body, "prompt": list(prompt_tokens)}
         text = self._pseudo.detokenize(prompt_tokens)
         if text.startswith(CHAT_MARK):
-            chat = json.loads(text[len(CHAT_MARK) :])
-            return "/v1/chat/completions", {**body, **chat}
+            return "/v1/chat/completions", {**body, **unpack_chat(text)}
         return "/v1/completions", {**body, "prompt": text}
 
     def _take_usage(self, usage: dict, stats: GenerationStats, estimated: int) -> None:

@@ -11,8 +11,18 @@ slice of ids turns back into exactly its text.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+
+# A chat, for engines without a template route: its messages travel inside the "prompt" as
+# text (so they count, slice and cache like any prompt) and go out as chat messages.
+CHAT_MARK = "\x00localllm-chat\x00"
+_MESSAGE, _BODY, _ALLOWANCE = "\x01", "\x02", "\x04"
+_FRAMING = re.compile("[\x00-\x04]")
+# Pieces counted for what the server's template adds: role markers, a default system prompt.
+CHAT_ALLOWANCE = 24
+MESSAGE_ALLOWANCE = 6
 
 # Latin letters three at a time; anything else one character at a time. Whitespace sticks
 # to the piece that follows it, as in most BPE vocabularies.
@@ -40,3 +50,33 @@ class PseudoTokenizer:
     def detokenize(self, tokens: list[int]) -> str:
         pieces = self._pieces
         return "".join(pieces[t] for t in tokens if 0 <= t < len(pieces))
+
+
+def pack_chat(messages: list[dict], template_vars: dict) -> str:
+    """The chat as prompt text that counts like its contents plus the template's allowance.
+
+    Plain messages are framed with control characters, so a quote or a newline counts
+    once, as it would in the template; anything else (tool calls, content parts,
+    template variables) goes as JSON, whose escapes only make the count higher."""
+    plain = not template_vars and all(
+        set(m) <= {"role", "content"} and isinstance(m.get("content"), str)
+        and isinstance(m.get("role"), str) and not _FRAMING.search(m["role"] + m["content"])
+        for m in messages
+    )  # fmt: skip
+    if not plain:
+        return CHAT_MARK + json.dumps({"messages": messages, **template_vars}, ensure_ascii=False)
+    framed = "".join(f"{_MESSAGE}{m['role']}{_BODY}{m['content']}{_ALLOWANCE * MESSAGE_ALLOWANCE}"
+                     for m in messages)  # fmt: skip
+    return CHAT_MARK + _ALLOWANCE * CHAT_ALLOWANCE + framed
+
+
+def unpack_chat(text: str) -> dict:
+    """pack_chat's text back into the request fields it stands for."""
+    body = text[len(CHAT_MARK) :]
+    if body.startswith("{"):
+        return json.loads(body)
+    messages = []
+    for framed in body.replace(_ALLOWANCE, "").split(_MESSAGE)[1:]:
+        role, content = framed.split(_BODY, 1)
+        messages.append({"role": role, "content": content})
+    return {"messages": messages}
