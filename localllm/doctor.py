@@ -71,7 +71,7 @@ def _remote_engines(settings: Settings) -> dict | str:
     from localllm.remote_engines import configured
 
     try:
-        return {name: c.base for name, c in configured(settings).items()}
+        return {name: c.shown for name, c in configured(settings).items()}
     except ConfigError as exc:
         return f"config.toml: {exc}"
 

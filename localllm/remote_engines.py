@@ -115,7 +115,7 @@ def probe(config) -> dict:
                 stats = event.stats
             else:
                 text += event.text
-        return {"engine": config.name, "url": config.base, "model": engine.model,
+        return {"engine": config.name, "url": config.shown, "model": engine.model,
                 "reached_s": round(reached_s, 3), "n_ctx": engine.n_ctx,
                 "parallel": engine.parallel, "exact_tokens": engine.exact,
                 "answer": text.strip(), "ttft_s": round(stats.ttft_s, 3),

@@ -35,7 +35,7 @@ def list_engines(as_json):
     from localllm.remote_engines import configured
 
     settings = Settings.from_env()
-    rows = [{"name": c.name, "url": c.base, "model": c.model, "api_key_env": c.api_key_env,
+    rows = [{"name": c.name, "url": c.shown, "model": c.model, "api_key_env": c.api_key_env,
              "key_set": bool(c.api_key), "n_ctx": c.n_ctx, "parallel": c.parallel}
             for c in configured(settings).values()]  # fmt: skip
     if as_json:

@@ -33,9 +33,13 @@ class CallRecord:
 class ModelCalls:
     def __init__(self, engine, cancel: threading.Event | None = None):
         self.engine = engine
-        self.n_ctx = engine.n_ctx
         self.cancel = cancel or threading.Event()
         self.records: list[CallRecord] = []
+
+    @property
+    def n_ctx(self) -> int:
+        """Read afresh each time: a remote engine's window shrinks when its counts prove low."""
+        return self.engine.n_ctx
 
     def prompt(self, messages: list[dict]) -> list[int]:
         """The messages as prompt tokens: the chat template's, or plain text without one."""

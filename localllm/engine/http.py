@@ -16,6 +16,7 @@ the engine and what to do.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +60,11 @@ class EndpointConfig:
         url = self.url.rstrip("/")
         return url[:-3] if url.endswith("/v1") else url
 
+    @property
+    def shown(self) -> str:
+        """The address for messages: without a user:password@ part, which is a secret."""
+        return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", self.base)
+
 
 class HttpEngine:
     """A model on an OpenAI-compatible server; `connect` probes what the server offers."""
@@ -74,7 +80,7 @@ class HttpEngine:
         self._scale = 1.0  # real tokens per estimated token, once usage shows more than 1
         self._pseudo = None if exact else PseudoTokenizer()
         self._client = client or client_for(config)
-        where = f"engine {config.name} at {config.base}"
+        where = f"engine {config.name} at {config.shown}"
         # Callers read the model's name and whether it chats from GGUF facts; the server has
         # the file, so these stand in for them.
         metadata = {"general.name": model, "tokenizer.chat_template": f"(on {where})"}
@@ -133,7 +139,7 @@ class HttpEngine:
     @property
     def cache_id(self) -> str:
         """What cached work done by this engine is keyed on: the served model and where."""
-        return f"{self.model}@{self.config.base}"
+        return f"{self.model}@{self.config.shown}"
 
     @property
     def backend(self) -> str:
@@ -147,7 +153,7 @@ class HttpEngine:
     def facts(self) -> EngineFacts:
         return EngineFacts(name=self.model, backend=self.backend, n_ctx=self.n_ctx,
                            parallel=self.parallel, exact_tokens=self.exact,
-                           where=f"engine {self.config.name} at {self.config.base}")  # fmt: skip
+                           where=f"engine {self.config.name} at {self.config.shown}")  # fmt: skip
 
     # -- tokens ------------------------------------------------------------------
 
@@ -210,7 +216,10 @@ class HttpEngine:
         yield Finished(stats=stats, stopped=stats.stop_reason == "cancelled")
 
     def _request_body(self, prompt_tokens: list[int], params: SamplingParams) -> tuple[str, dict]:
-        body = {"model": self.model, "stream": True, "max_tokens": params.max_tokens,
+        # As the in-process engine does: the reply gets what the window has left (vLLM refuses
+        # a prompt plus max_tokens beyond its max_model_len).
+        room = max(1, self.n_ctx - len(prompt_tokens))
+        body = {"model": self.model, "stream": True, "max_tokens": min(params.max_tokens, room),
                 "temperature": params.temperature, "top_p": params.top_p,
                 "stream_options": {"include_usage": True}}  # fmt: skip
         if params.seed is not None:

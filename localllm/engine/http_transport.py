@@ -45,7 +45,7 @@ def call(config, client, method: str, path: str, **kwargs) -> dict:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise EngineError(f"engine {config.name} at {config.base} answered {path} with "
+        raise EngineError(f"engine {config.name} at {config.shown} answered {path} with "
                           "something other than a JSON object: is url an OpenAI-compatible "
                           "server's address?")  # fmt: skip
     return data
@@ -118,10 +118,10 @@ def _backoff(attempt: int, response=None) -> float:
 
 def _unreachable(config, exc: httpx.HTTPError) -> EngineError:
     if isinstance(exc, httpx.TimeoutException):
-        return EngineError(f"engine {config.name} at {config.base} did not answer in time "
+        return EngineError(f"engine {config.name} at {config.shown} did not answer in time "
                            f"({exc.__class__.__name__}): is it overloaded? raise timeout_s in "
                            f"[engines.{config.name}]")  # fmt: skip
-    return EngineError(f"cannot reach engine {config.name} at {config.base} "
+    return EngineError(f"cannot reach engine {config.name} at {config.shown} "
                        f"({exc.__class__.__name__}): is the server running? "
                        f"`localllm engines test {config.name}` checks it")  # fmt: skip
 

@@ -76,8 +76,7 @@ class Summarizer:
         self.options = options
         self.progress = progress or SilentProgress()
         self.spool_dir = spool_dir
-        self.n_ctx = engine.n_ctx
-        self.map_reserve = min(256, self.n_ctx // 4)
+        self.map_reserve = min(256, engine.n_ctx // 4)
         self.calls: list[dict] = []  # one entry per model call: kind, prompt and reply tokens
         # Map and merge calls in flight at once: an engine with slots (localllm serve, vLLM,
         # llama-server -np, the batching engine) answers them in one batch.
@@ -87,6 +86,11 @@ class Summarizer:
         self._limiter = limiter or threading.Semaphore(self.parallel)
         self.part_tokens = 0  # the last document's part length, for stats
         self.speed = None  # the engine's measured speed, when part length depended on it
+
+    @property
+    def n_ctx(self) -> int:
+        """Read afresh each time: a remote engine's window shrinks when its counts prove low."""
+        return self.engine.n_ctx
 
     def stop(self) -> None:
         """End the calls in flight at their next token (another thread's run stopped)."""

@@ -117,7 +117,7 @@ def remote_choices(settings) -> list[ModelChoice]:
     except ConfigError:
         return []  # the chat command already reported a bad config.toml
     return [ModelChoice(f"{c.model or ''}@{name}",
-                        f"⇄ {c.model or '(its default model)'}@{name}  ·  on {c.base}", True)
+                        f"⇄ {c.model or '(its default model)'}@{name}  ·  on {c.shown}", True)
             for name, c in engines.items()]  # fmt: skip
 
 
