@@ -506,3 +506,19 @@ def test_a_chat_counts_as_its_text_plus_the_templates_allowance_not_its_json_esc
     assert unpack_chat(tokens.detokenize(tokens.tokenize(packed))) == {"messages": messages}
     with_tools = pack_chat(messages, {"tools": [{"type": "function"}]})  # not plain: JSON
     assert unpack_chat(with_tools) == {"messages": messages, "tools": [{"type": "function"}]}
+
+
+def test_ctrl_c_during_a_retry_backoff_ends_the_wait_not_after_it():
+    import threading
+
+    import httpx
+
+    from localllm.engine.http_transport import with_retries
+
+    config = EndpointConfig("box", "http://127.0.0.1:9/v1")
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    busy = lambda: httpx.Response(503, headers={"Retry-After": "30"})  # noqa: E731
+    assert with_retries(config, busy, cancel) is None
+    assert time.monotonic() - started < 5  # not the 30 s the server asked for

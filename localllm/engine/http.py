@@ -193,8 +193,10 @@ class HttpEngine:
         started = time.perf_counter()
         stats = GenerationStats(prompt_tokens=len(prompt_tokens), stop_reason="length")
         first = last = None
-        with self._open_stream(path, body) as response:
-            for chunk in sse_chunks(response, self.config):
+        with self._open_stream(path, body, cancel) as response:
+            if response is None:
+                stats.stop_reason = "cancelled"
+            for chunk in sse_chunks(response, self.config) if response is not None else ():
                 if cancel.is_set():
                     stats.stop_reason = "cancelled"
                     break
@@ -258,8 +260,8 @@ class HttpEngine:
     def _post(self, path: str, body: dict) -> dict:
         return call(self.config, self._client, "POST", path, json=body)
 
-    def _open_stream(self, path: str, body: dict):
-        return retrying(self.config, self._client, path, body)
+    def _open_stream(self, path: str, body: dict, cancel: threading.Event | None = None):
+        return retrying(self.config, self._client, path, body, cancel)
 
     def close(self) -> None:
         self._client.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
+import threading
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,7 +18,9 @@ RETRY_STATUS = frozenset({429, 502, 503, 504})
 def client_for(config) -> httpx.Client:
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     timeout = httpx.Timeout(config.timeout_s, connect=10.0)
-    return httpx.Client(base_url=config.base, headers=headers, timeout=timeout)
+    # No connection cap of httpx's own (100): --parallel (up to 256) is the cap that counts.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    return httpx.Client(base_url=config.base, headers=headers, timeout=timeout, limits=limits)
 
 
 def optional(config, client, method: str, path: str, **kwargs) -> dict | None:
@@ -51,31 +53,40 @@ def call(config, client, method: str, path: str, **kwargs) -> dict:
     return data
 
 
-def with_retries(config, send: Callable[[], httpx.Response]) -> httpx.Response:
+def with_retries(config, send: Callable[[], httpx.Response],
+                 cancel: threading.Event | None = None) -> httpx.Response | None:  # fmt: skip
     """send(), again after a backoff on 429/502/503/504 or a reset connection, up to
-    config.retries times; what still fails is a one-line error."""
+    config.retries times; what still fails is a one-line error. None if cancel is set
+    while waiting to try again (Ctrl-C must not sit out a backoff)."""
+    cancel = cancel or threading.Event()
     for attempt in range(config.retries + 1):
         try:
             response = send()
         except httpx.HTTPError as exc:
             if attempt < config.retries and _retriable(exc):
-                time.sleep(_backoff(attempt))
+                if cancel.wait(_backoff(attempt)):
+                    return None
                 continue
             raise _unreachable(config, exc) from None
         if response.status_code in RETRY_STATUS and attempt < config.retries:
             response.close()
-            time.sleep(_backoff(attempt, response))
+            if cancel.wait(_backoff(attempt, response)):
+                return None
             continue
         return response
     raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
-def retrying(config, client, path: str, body: dict) -> Iterator[httpx.Response]:
-    """A streamed POST, retried while no answer has started. Closing it early is how the
-    server learns to free the slot."""
+def retrying(config, client, path: str, body: dict,
+             cancel: threading.Event | None = None) -> Iterator[httpx.Response | None]:  # fmt: skip
+    """A streamed POST, retried while no answer has started (None: cancelled meanwhile).
+    Closing it early is how the server learns to free the slot."""
     response = with_retries(config, lambda: client.send(
-        client.build_request("POST", path, json=body), stream=True))  # fmt: skip
+        client.build_request("POST", path, json=body), stream=True), cancel)  # fmt: skip
+    if response is None:
+        yield None
+        return
     try:
         if not 200 <= response.status_code < 300:
             response.read()
