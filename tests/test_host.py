@@ -74,3 +74,24 @@ def test_a_loaded_model_is_taken_without_reading_the_store_again(starter_home):
             assert again is first
     assert calls == ["smollm2-135m"] and first.users == 0
     host.close()
+
+
+def test_the_fast_path_still_stamps_the_registry_as_used(starter_home, monkeypatch):
+    import dataclasses
+
+    from localllm.engine import host as host_module
+
+    monkeypatch.setattr(host_module, "MARK_USED_EVERY_S", 0.0)  # stamp on every use
+    settings = Settings.from_env({"LOCALLLM_HOME": str(starter_home)})
+    resolve = host_resolver(settings, allow_fetch=False, allow_paths=False)
+    stamps = []
+
+    def stamping(ref):
+        return dataclasses.replace(resolve(ref), on_used=lambda: stamps.append(ref))
+
+    host = ModelHost(stamping, {"chat": Loader(load_engine)}, memory_budget=lambda: 2**40)
+    for _ in range(3):
+        with host.use("smollm2-135m"):
+            pass
+    assert stamps == ["smollm2-135m"] * 3  # once loaded, and on each fast-path use
+    host.close()

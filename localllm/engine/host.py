@@ -62,6 +62,7 @@ class Loaded:
     pinned: bool = False
     refs: set = field(default_factory=set)  # references that resolved to this model
     marked_at: float = 0.0  # when on_used last ran
+    on_used: Callable[[], None] | None = None  # the registry's last-used stamp (HostedModel's)
 
     @property
     def expires_at(self) -> float | None:
@@ -123,8 +124,9 @@ class ModelHost:
                 loaded = self._load(model, kind, n_ctx, keep)
             with self._lock:
                 loaded.refs.add(ref)
+                loaded.on_used = model.on_used
                 self._take(loaded, keep_alive, pin)
-        self._mark_used(loaded, model)
+        self._mark_used(loaded)
         return loaded
 
     def acquire_loaded(self, ref: str | None, kind: str = "chat", *, n_ctx: int | None = None,
@@ -135,11 +137,13 @@ class ModelHost:
         A server's requests take this path: resolving a reference reads the store, so it is
         done once per load, not once per request."""
         with self._lock:
-            for m in self._models:
-                if ref in m.refs and m.kind == kind and (n_ctx is None or m.n_ctx == n_ctx):
-                    self._take(m, keep_alive, pin)
-                    return m
-        return None
+            found = next((m for m in self._models if ref in m.refs and m.kind == kind
+                          and (n_ctx is None or m.n_ctx == n_ctx)), None)  # fmt: skip
+            if found is not None:
+                self._take(found, keep_alive, pin)
+        if found is not None:
+            self._mark_used(found)  # outside the lock: it may write the registry
+        return found
 
     def release(self, loaded: Loaded) -> None:
         with self._lock:
@@ -174,10 +178,10 @@ class ModelHost:
         loaded.keep_alive = None if loaded.pinned else keep
         loaded.last_used = time.time()
 
-    def _mark_used(self, loaded: Loaded, model: HostedModel) -> None:
-        if model.on_used is not None and time.time() - loaded.marked_at >= MARK_USED_EVERY_S:
+    def _mark_used(self, loaded: Loaded) -> None:
+        if loaded.on_used is not None and time.time() - loaded.marked_at >= MARK_USED_EVERY_S:
             loaded.marked_at = time.time()
-            model.on_used()
+            loaded.on_used()
 
     def _find(self, name: str, kind: str, n_ctx: int | None) -> Loaded | None:
         with self._lock:
