@@ -222,7 +222,8 @@ class Summarizer:
         plan = self.engine.plan
         key = CallCache.key("speed", self.model_id, self.engine.backend, plan.n_threads,
                                plan.n_gpu_layers)  # fmt: skip
-        self.speed = measure_speed(self.engine, self.cache, key)
+        with self._limiter:  # a model call like any other: within the run's slots
+            self.speed = measure_speed(self.engine, self.cache, key)
         chosen = part_tokens(most, self.engine.info, self.speed, self.map_reserve)
         if chosen < most:
             self.progress.message(
