@@ -104,6 +104,12 @@ CONFIG_KEYS: dict[str, dict[str, tuple]] = {
         ),
         "max_tries": ((int,), lambda v: 1 <= v <= 20, "a whole number from 1 to 20"),
     },
+    "watermark": {  # localllm/watermarking.py; LOCALLLM_WATERMARK_KEY wins over key
+        "key": ((str,), lambda v: len(v) >= 16, "a secret of at least 16 characters"),
+        "gamma": ((float,), lambda v: 0 < v < 1, "a share between 0 and 1, such as 0.25"),
+        "delta": (_NUMBER, lambda v: 0 < v <= 20, "a bias above 0, such as 2.0"),
+        "context": ((int,), lambda v: 1 <= v <= 16, "a whole number of tokens from 1 to 16"),
+    },
 }
 
 

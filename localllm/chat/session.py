@@ -66,11 +66,13 @@ class ChatSession:
         conv: Conversation,
         history: History | None = None,
         guardrails: Guardrails | None = None,
+        watermark=None,
     ):
         self.engine = engine
         self.conv = conv
         self.history = history
         self.guardrails = guardrails or Guardrails()
+        self.watermark = watermark  # a WatermarkSpec: every answer carries the green-list bias
         self.context = ContextManager(engine, fold=self._fold)
         self._fold_cache: dict[str, str] = {}
 
@@ -154,9 +156,8 @@ class ChatSession:
             # A retry must be able to differ: fresh seed, and some temperature if it was greedy.
             seed = params.seed if attempt == 0 or params.seed is None else params.seed + attempt
             temperature = params.temperature if attempt == 0 else max(params.temperature, 0.8)
-            sampling = SamplingParams(
-                max_tokens=params.max_tokens, temperature=temperature, seed=seed
-            )
+            sampling = SamplingParams(max_tokens=params.max_tokens, temperature=temperature,
+                                      seed=seed, watermark=self.watermark)  # fmt: skip
             text, done, blocked = yield from self._stream(prepared.tokens, sampling, cancel)
             if blocked is None:
                 break

@@ -27,6 +27,7 @@ COMMANDS = {
         "extract",
         "Extract entities or fields, grounded, as JSON.",
     ),
+    "detect": ("localllm.cli.detect", "detect", "Score a text for this machine's watermark."),
     "serve": ("localllm.cli.serve", "serve", "Serve the OpenAI and Ollama APIs (many at once)."),
     "ps": ("localllm.cli.serve", "ps", "Show the models a running server has loaded."),
     "engines": ("localllm.cli.engines", "engines", "List and test remote engines (vLLM, ...)."),

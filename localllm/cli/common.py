@@ -57,6 +57,38 @@ def quiet_option(func):
     )
 
 
+def watermark_option(func):
+    return click.option(
+        "--watermark",
+        is_flag=True,
+        help="Mark the text with this installation's green-list watermark "
+        "(`localllm detect` finds it).",
+    )(func)
+
+
+def watermark_for_command(settings: Settings, wanted: bool):
+    """The WatermarkSpec when --watermark was given, else None."""
+    if not wanted:
+        return None
+    from localllm.watermarking import watermark_spec
+
+    return watermark_spec(settings)
+
+
+def mark_with(settings: Settings, spec, resolved, engine) -> None:
+    """Record the model's vocabulary for the detector; refuse an engine that cannot mark."""
+    if spec is None:
+        return
+    from localllm.errors import RequestError
+    from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
+
+    if not hasattr(engine, "_n_vocab"):
+        raise RequestError(f"{resolved.name} runs on a remote engine, which cannot add this "
+                           "machine's watermark: run it here, or start that server with "
+                           "`localllm serve --watermark`")  # fmt: skip
+    record_vocabulary(settings, resolved.name, vocabulary_fingerprint(engine))
+
+
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
                  in_child_process: bool = False, engine: str | None = None,
                  parallel: int = 1):  # fmt: skip

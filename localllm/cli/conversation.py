@@ -46,7 +46,7 @@ def open_conversation(settings: Settings, *, model, system, continue_, conversat
     return conv, history
 
 
-def stream_turn(settings: Settings, engine, conv, history, text: str, progress):
+def stream_turn(settings: Settings, engine, conv, history, text: str, progress, watermark=None):
     """Send text, print the answer to stdout as it streams; returns the TurnDone event."""
     from localllm.chat.session import (
         ChatSession,
@@ -59,7 +59,7 @@ def stream_turn(settings: Settings, engine, conv, history, text: str, progress):
     from localllm.engine import Token
 
     guard = guardrails_from_config(load_user_config(settings))
-    session = ChatSession(engine, conv, history, guard)
+    session = ChatSession(engine, conv, history, guard, watermark)
     # With guardrails on, an answer may be thrown away: print it only once it is accepted.
     buffered = bool(guard.blocked_phrases)
     pending: list[str] = []

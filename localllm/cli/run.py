@@ -12,8 +12,11 @@ from localllm.cli.common import (
     engine_option,
     gpu_layers_option,
     load_model,
+    mark_with,
     model_option,
     quiet_option,
+    watermark_for_command,
+    watermark_option,
 )
 
 
@@ -76,11 +79,12 @@ def _write(text: str) -> None:
 @click.option("--no-save", is_flag=True, help="Do not store this exchange in the history.")
 @click.option("--raw", is_flag=True, help="Plain completion, without the chat template.")
 @click.option("--stats", is_flag=True, help="Print timing statistics as one JSON object on stderr.")
+@watermark_option
 @quiet_option
 @engine_option
 @click.argument("prompt", nargs=-1)
 def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, continue_,
-        conversation_id, context_policy, no_save, raw, stats, quiet, engine_name,
+        conversation_id, context_policy, no_save, raw, stats, watermark, quiet, engine_name,
         prompt):  # fmt: skip
     """Stream one answer from a model to stdout.
 
@@ -102,13 +106,16 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     settings = Settings.from_env()
     progress = TerminalProgress(quiet=quiet)
     text = _read_prompt(prompt, progress)
+    mark = watermark_for_command(settings, watermark)
     if raw or stop:
         if continue_ or conversation_id is not None:
             raise click.UsageError("--raw and --stop do not work with --continue or --id")
         resolved, engine = load_model(
             settings, model, ctx, progress, gpu_layers, engine=engine_name
         )
-        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop)
+        mark_with(settings, mark, resolved, engine)
+        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
+                        watermark=mark)  # fmt: skip
         _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
         return
     from localllm.cli.conversation import open_conversation, stream_turn
@@ -125,6 +132,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
         settings, model_ref, ctx, progress, gpu_layers, engine=engine_name
     )
     conv.model = resolved.name
+    mark_with(settings, mark, resolved, engine)
     if not engine.info.chat_template:
         ignored = [flag for flag, given in (
             ("--system", system is not None),
@@ -135,10 +143,11 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
             "text, not stored in the history"
             + (f"; {' and '.join(ignored)} ignored" if ignored else "")
         )
-        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=())
+        sampling = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=(),
+                        watermark=mark)  # fmt: skip
         _run_plain(engine, resolved, text, None, True, progress, stats, **sampling)
         return
-    done = stream_turn(settings, engine, conv, history, text, progress)
+    done = stream_turn(settings, engine, conv, history, text, progress, mark)
     if stats:
         _print_stats(resolved, engine, done.stats)
     engine.close()

@@ -109,8 +109,15 @@ def _duration(value: str) -> float | None:
     is_flag=True,
     help="Let clients pull catalogue models (/api/pull, or naming one not pulled).",
 )
+@click.option(
+    "--watermark",
+    is_flag=True,
+    help="Mark every answer with this installation's green-list watermark; no request "
+    "can turn it off (`localllm detect` finds it).",
+)
 def serve(host, port, models, parallel, ctx, gpu_layers, api_keys, no_auth, allow_hosts,
-          cors_origins, keep_alive, context_policy, max_queue, max_body, allow_pull):  # fmt: skip
+          cors_origins, keep_alive, context_policy, max_queue, max_body, allow_pull,
+          watermark):  # fmt: skip
     """Serve the OpenAI and Ollama APIs on this machine, many requests at once.
 
     \b
@@ -118,6 +125,7 @@ def serve(host, port, models, parallel, ctx, gpu_layers, api_keys, no_auth, allo
       localllm serve -m smollm2-135m
       localllm serve --port 11434            # a drop-in for Ollama clients
       localllm serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"
+      localllm serve --watermark             # every answer marked, whatever clients ask
     \b
     Then: OPENAI_BASE_URL=http://127.0.0.1:8434/v1 OPENAI_API_KEY=none your-tool
     """
@@ -139,7 +147,7 @@ def serve(host, port, models, parallel, ctx, gpu_layers, api_keys, no_auth, allo
         n_ctx=ctx, gpu_layers=gpu_layers, api_keys=keys, allow_hosts=allow_hosts,
         cors_origins=cors_origins, keep_alive=_duration(keep_alive),
         context_policy=context_policy, max_queue=max_queue, max_body=max_body,
-        allow_pull=allow_pull, models=models, verbose=settings.debug,
+        allow_pull=allow_pull, models=models, verbose=settings.debug, watermark=watermark,
     )  # fmt: skip
     _run(config, settings)
 

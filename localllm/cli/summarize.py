@@ -13,8 +13,11 @@ from localllm.cli.common import (
     engine_option,
     gpu_layers_option,
     load_model,
+    mark_with,
     model_option,
     quiet_option,
+    watermark_for_command,
+    watermark_option,
 )
 
 
@@ -46,10 +49,12 @@ from localllm.cli.common import (
 @click.option("--part-tokens", type=click.IntRange(min=64), default=None, metavar="N",
               help="Tokens per part of a long document. Default: the length that finishes "
               "soonest on this engine (measured once), at most the window.")  # fmt: skip
+@watermark_option
 @engine_option
 @quiet_option
 def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, as_jsonl,
-              combine, no_cache, parallel, part_tokens, engine_name, quiet):  # fmt: skip
+              combine, no_cache, parallel, part_tokens, watermark, engine_name,
+              quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
     FILE may be text, Markdown, HTML or PDF (with the pdf extra), or - for
@@ -85,7 +90,8 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
 
             inputs = [combine_documents(docs, spool)]
             docs.append(inputs[0])
-        options = SummaryOptions(length, style, lang, part_tokens)
+        options = SummaryOptions(length, style, lang, part_tokens,
+                                 watermark_for_command(settings, watermark))  # fmt: skip
         _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
                        options=options, use_cache=not no_cache, output=output, as_json=as_json,
                        as_jsonl=as_jsonl, parallel=parallel, engine_name=engine_name)  # fmt: skip
@@ -102,6 +108,7 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
 
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
                                   engine=engine_name, parallel=parallel or 1)  # fmt: skip
+    mark_with(settings, options.watermark, resolved, engine)
     facts = facts_of(engine)
     parallel = parallel or facts.parallel
     if facts.where != "this machine":

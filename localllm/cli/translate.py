@@ -12,8 +12,11 @@ from localllm.cli.common import (
     engine_option,
     gpu_layers_option,
     load_model,
+    mark_with,
     model_option,
     quiet_option,
+    watermark_for_command,
+    watermark_option,
 )
 
 
@@ -57,10 +60,11 @@ from localllm.cli.common import (
 @click.option("--parallel", type=click.IntRange(1, 256), default=None, metavar="N",
               help="Runs of chunks translated at once (each keeps its context). Default: a "
               "remote engine's slot count, else 1.")  # fmt: skip
+@watermark_option
 @engine_option
 @quiet_option
 def translate(files, target, source, model, glossary, tries, ctx, gpu_layers, output, as_json,
-              no_cache, parallel, engine_name, quiet):  # fmt: skip
+              no_cache, parallel, watermark, engine_name, quiet):  # fmt: skip
     """Translate documents of any length, keeping their structure, offline.
 
     Markdown keeps its headings, lists, tables, links and emphasis; code, URLs
@@ -94,7 +98,9 @@ def translate(files, target, source, model, glossary, tries, ctx, gpu_layers, ou
         for name in files:  # every input checked before any work
             docs.append(open_document(name, settings.cache_dir / "spool"))
         targets = _output_paths(docs, output)
-        options = TranslateOptions(target, source, tries, terms)
+        options = TranslateOptions(
+            target, source, tries, terms, watermark=watermark_for_command(settings, watermark)
+        )
         _translate_all(settings, docs, targets, progress, options, model=model, ctx=ctx,
                        gpu_layers=gpu_layers, use_cache=not no_cache, as_json=as_json,
                        engine_name=engine_name, parallel=parallel)  # fmt: skip
@@ -128,6 +134,7 @@ def _translate_all(settings, docs, targets, progress, options, *, model, ctx, gp
 
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
                                   engine=engine_name, parallel=parallel or 1)  # fmt: skip
+    mark_with(settings, options.watermark, resolved, engine)
     facts = facts_of(engine)
     options = replace(options, parallel=parallel or facts.parallel)
     if facts.where != "this machine":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from localllm.engine.watermark import WatermarkSpec
     from localllm.gguf_meta import GGUFInfo
 
 
@@ -28,6 +29,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF the answer must match (engine/grammar.py makes it)
     logprobs: int | None = None  # None: none; N: each token's log-probability and N runners-up
+    watermark: WatermarkSpec | None = None  # green-list bias on the logits (engine/watermark.py)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from localllm.engine.base import (
     Event,
     Finished,
@@ -37,6 +39,7 @@ from localllm.engine.base import (
 from localllm.engine.llama import LlamaModelText, _common_prefix, open_llama, plan_load
 from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
+from localllm.engine.watermark import watermark_for
 from localllm.errors import ContextOverflow, EngineBusy, LocalLLMError, ModelLoadError
 from localllm.gguf_meta import GGUFInfo
 
@@ -279,6 +282,10 @@ class BatchEngine(LlamaModelText):
 
     def _sample(self, slot: _Slot, row: int) -> None:
         request = slot.request
+        if request.params.watermark is not None:  # before the chain, so before a grammar
+            mark = watermark_for(request.params.watermark, self._n_vocab)
+            pointer = self._lib.llama_get_logits_ith(self._ctx, row)
+            mark.bias(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)), slot.cached)
         token = self._lib.llama_sampler_sample(request.sampler, self._ctx, row)
         now = time.perf_counter()
         request.first_at = request.first_at or now

@@ -35,7 +35,11 @@ from localllm.engine.base import (
 )
 from localllm.engine.http_transport import call, client_for, optional, retrying, sse_chunks
 from localllm.engine.pseudo_tokens import CHAT_MARK, PseudoTokenizer, pack_chat, unpack_chat
-from localllm.errors import ContextOverflow, ModelNotFound
+from localllm.errors import (
+    ContextOverflow,
+    ModelNotFound,
+    RequestError,
+)
 from localllm.gguf_meta import GGUFInfo
 
 ASSUMED_CTX = 4096  # when the server does not say its window and the config does not either
@@ -218,6 +222,11 @@ class HttpEngine:
         yield Finished(stats=stats, stopped=stats.stop_reason == "cancelled")
 
     def _request_body(self, prompt_tokens: list[int], params: SamplingParams) -> tuple[str, dict]:
+        if params.watermark is not None:
+            raise RequestError(
+                f"engine {self.config.name} cannot add this machine's watermark: "
+                "generate here, or run `localllm serve --watermark` there"
+            )
         # As the in-process engine does: the reply gets what the window has left (vLLM refuses
         # a prompt plus max_tokens beyond its max_model_len).
         room = max(1, self.n_ctx - len(prompt_tokens))

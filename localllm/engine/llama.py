@@ -35,6 +35,7 @@ from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
+from localllm.engine.watermark import watermark_for
 from localllm.errors import ContextOverflow, ModelLoadError
 from localllm.gguf_meta import GGUFInfo, read_gguf_info
 
@@ -240,6 +241,13 @@ class LlamaEngine(LlamaModelText):
             del self._kv_tokens[keep:]
         return keep
 
+    def _logits(self, row: int):
+        """The logits row llama.cpp will sample from, as a writable numpy view."""
+        import numpy as np
+
+        pointer = self._lib.llama_get_logits_ith(self._llm._ctx.ctx, row)
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+
     def _decode(self, tokens: list[int]) -> None:
         """Run tokens through the model (in batches), extending the KV cache."""
         lib, ctx, n_batch = self._lib, self._llm._ctx.ctx, self._llm.n_batch
@@ -315,9 +323,12 @@ class LlamaEngine(LlamaModelText):
         stats.stop_reason = "length"
         ctx = self._llm._ctx.ctx
         pending = []  # log-probabilities of tokens whose text the stop scanner holds back
+        mark = watermark_for(params.watermark, self._n_vocab) if params.watermark else None
         try:
             self._decode(prompt_tokens[stats.cached_tokens :])
             while True:
+                if mark is not None:  # before the sampler chain, so before a grammar's mask
+                    mark.bias(self._logits(-1), self._kv_tokens)
                 token = self._lib.llama_sampler_sample(sampler, ctx, -1)
                 now = time.perf_counter()
                 first_at = first_at or now

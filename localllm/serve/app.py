@@ -50,6 +50,7 @@ class ServeConfig:
     allow_pull: bool = False
     models: tuple[str, ...] = ()  # loaded at start and kept loaded
     verbose: bool = False
+    watermark: bool = False  # every answer carries the installation's watermark
 
     @property
     def loopback(self) -> bool:
@@ -104,7 +105,8 @@ def create_app(config: ServeConfig, settings: Settings, host=None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.state.host = host
     app.state.runner = Runner(host, default_policy=config.context_policy,
-                              max_tokens_cap=config.max_tokens_cap)  # fmt: skip
+                              max_tokens_cap=config.max_tokens_cap,
+                              watermark=_watermark(settings, config))  # fmt: skip
     app.state.catalog = ServerModels(settings, host)
     app.state.allow_pull = config.allow_pull
     app.state.default_model = config.models[0] if config.models else None
@@ -138,6 +140,15 @@ def create_app(config: ServeConfig, settings: Settings, host=None) -> FastAPI:
                            allow_methods=["*"], allow_headers=["*"])  # fmt: skip
     app.add_middleware(GateMiddleware, gate=config.gate())
     return app
+
+
+def _watermark(settings: Settings, config: ServeConfig):
+    """The key and a recorder of the models it marks with, when --watermark is on."""
+    if not config.watermark:
+        return None
+    from localllm.watermarking import watermark_spec
+
+    return watermark_spec(settings), settings
 
 
 async def _embed(host, model: str | None, inputs: list[str]):

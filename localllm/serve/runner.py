@@ -63,10 +63,15 @@ class Outcome:
 
 
 class Runner:
-    def __init__(self, host, *, default_policy: str = "off", max_tokens_cap: int = 8192):
+    def __init__(self, host, *, default_policy: str = "off", max_tokens_cap: int = 8192,
+                 watermark=None):  # fmt: skip
         self.host = host
         self.default_policy = default_policy
         self.max_tokens_cap = max_tokens_cap
+        # (WatermarkSpec, Settings) with serve --watermark: set on every request, whatever
+        # it asks, and each model it marks with recorded once for the detector.
+        self.watermark = watermark
+        self._recorded: set[str] = set()
 
     async def acquire(self, model: str | None, kind: str = "chat", **kwargs):
         # A model already loaded is taken on the loop; resolving and loading go to a thread.
@@ -94,7 +99,7 @@ class Runner:
 
     def _prepare(self, engine, job: Job, outcome: Outcome) -> tuple[list[int], SamplingParams]:
         """The prompt's tokens and the sampling (with its grammar) for job on engine."""
-        params = job.params
+        params = self._marked(engine, outcome.model, job.params)
         if params.max_tokens > self.max_tokens_cap:
             raise RequestError(f"max_tokens {params.max_tokens} is over this server's cap of "
                                f"{self.max_tokens_cap}: ask for fewer")  # fmt: skip
@@ -127,6 +132,17 @@ class Runner:
                               fold=fold)  # fmt: skip
         outcome.events = [e.as_dict() for e in prompt.events]
         return prompt.tokens, self._room(engine, len(prompt.tokens), params, job)
+
+    def _marked(self, engine, model: str, params: SamplingParams) -> SamplingParams:
+        if self.watermark is None:
+            return params
+        spec, settings = self.watermark
+        if model not in self._recorded:
+            from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
+
+            record_vocabulary(settings, model, vocabulary_fingerprint(engine))
+            self._recorded.add(model)
+        return replace(params, watermark=spec)
 
     def _check_room(self, engine, n: int, job: Job) -> None:
         reserve = job.params.max_tokens if job.max_tokens_given else 1

@@ -39,6 +39,7 @@ class SummaryOptions:
     style: str = "paragraph"  # paragraph | bullets
     lang: str = "auto"
     part_tokens: int | None = None  # None: chosen from the engine's speed (sizing.py)
+    watermark: object = None  # a WatermarkSpec: the summary the user reads is marked
 
     def final_reserve(self, n_ctx: int) -> int:
         wanted = {"short": 160, "medium": 384, "long": 768}[self.length]
@@ -121,7 +122,13 @@ class Summarizer:
                 f"{kind} prompt of {len(prompt)} tokens + {reserve} reply tokens exceeds the "
                 f"{self.n_ctx}-token window"
             )
-        params = SamplingParams(max_tokens=reserve, temperature=0.2, seed=0, repeat_penalty=1.1)
+        params = SamplingParams(
+            max_tokens=reserve,
+            temperature=0.2,
+            seed=0,
+            repeat_penalty=1.1,
+            watermark=self.options.watermark if kind == "final" else None,
+        )
         text, stats = "", None
         with self._limiter:
             for event in self.engine.stream(prompt, params, self._cancel):

@@ -14,6 +14,7 @@ Answers are cached, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -54,6 +55,7 @@ class TranslateOptions:
     tries: int = 3
     glossary: Glossary = field(default_factory=Glossary)
     parallel: int = 1  # runs of chunks translated side by side (each keeps its own context)
+    watermark: object = None  # a WatermarkSpec: every translated chunk is marked
 
 
 @dataclass
@@ -271,7 +273,7 @@ class Translator:
         if len(prompt) + reserve > self.calls.n_ctx and context:
             return self._ask(units, instructions, None, attempt, problem)  # room over context
         key = CallCache.key("translate", PROMPT_VERSION, self.model_id, self.calls.n_ctx,
-                            messages, attempt)  # fmt: skip
+                            messages, attempt, _mark_id(self.options.watermark))  # fmt: skip
         lone = len(units) == 1
         # One paragraph asked for: a blank line ends it (a small model may go on past it).
         reply, cut = self._answer(key, prompt, reserve, attempt, "unit" if lone else "chunk",
@@ -297,7 +299,8 @@ class Translator:
             stored = json.loads(cached)
             return stored["reply"], stored["cut"]
         params = SamplingParams(max_tokens=reserve, temperature=0.2 if attempt == 0 else 0.5,
-                                seed=attempt, repeat_penalty=1.05, stop=stop)  # fmt: skip
+                                seed=attempt, repeat_penalty=1.05, stop=stop,
+                                watermark=self.options.watermark)  # fmt: skip
         reply, stats = self.calls.generate("retry" if attempt else kind, prompt, params)
         cut = stats.stop_reason == "length"
         self.cache.put(key, json.dumps({"reply": reply, "cut": cut}, ensure_ascii=False))
@@ -391,6 +394,14 @@ def _segment_texts(layout: Layout, units: list[Unit]) -> list[str]:
         pieces[unit.segment].append(unit.translation if unit.translation is not None
                                     else unit.source)  # fmt: skip
     return [" ".join(p) for p in pieces]
+
+
+def _mark_id(spec) -> str | None:
+    """Which watermark an answer carries, for its cache key (a hash: never the key itself)."""
+    if spec is None:
+        return None
+    return hashlib.sha256(repr((spec.key, spec.gamma, spec.delta, spec.context)).encode()
+                          ).hexdigest()[:16]  # fmt: skip
 
 
 def _similar(a: str, b: str) -> bool:
