@@ -60,9 +60,14 @@ def served(starter_home):
 
 @contextmanager
 def llama_cpp_server(model_path: Path, n_ctx: int = 2048):
-    """llama-cpp-python's own server (`python -m llama_cpp.server`)."""
+    """llama-cpp-python's own server (`python -m llama_cpp.server`), with the one change
+    localllm makes to llama.cpp's defaults: no extra buffer types where the build has the
+    AMX kernels that crash (engine/build.py), or it dies on its first request there."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--port",
+    start = ("import sys; from localllm.engine.build import avoid_crashing_kernels; "
+             "avoid_crashing_kernels(); from llama_cpp.server.__main__ import main; "
+             "sys.argv[0] = 'llama_cpp.server'; main()")  # fmt: skip
+    cmd = [sys.executable, "-c", start, "--model", str(model_path), "--port",
            str(port), "--n_ctx", str(n_ctx), "--model_alias", "smol"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

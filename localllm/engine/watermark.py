@@ -78,16 +78,17 @@ class Watermark:
         """Add delta to the green logits, in place (a view of llama.cpp's logits row)."""
         logits[self.green(context)] += np.float32(self.spec.delta)
 
-    def green_flags(self, tokens: np.ndarray) -> np.ndarray:
-        """For each token after the first `context`, whether it is green given those before."""
+    def green_flags(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each token after the first `context`: whether it is green given those before,
+        and the seed its green list came from."""
         h = self.spec.context
         if len(tokens) <= h:
-            return np.zeros(0, dtype=bool)
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.uint64)
         hashes = self._token_hash[tokens]
         windows = np.lib.stride_tricks.sliding_window_view(hashes[:-1], h)  # the h before each
         seeds = np.minimum(windows.min(axis=1), hashes[h:])
         with np.errstate(over="ignore"):
-            return _mix(seeds ^ self._candidate[tokens[h:]]) < self._threshold
+            return _mix(seeds ^ self._candidate[tokens[h:]]) < self._threshold, seeds
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,21 +105,20 @@ class Score:
 
 
 def score(spec: WatermarkSpec, n_vocab: int, tokens: list[int]) -> Score:
-    """How green tokens are, counting each (context, token) n-gram once, as the authors
-    advise, so a repetitive human text does not score high."""
+    """How green tokens are, each (seed, token) pair counted once.
+
+    Whether a token is green is a function of its seed and itself, so two places with the
+    same pair are one trial, not two: counting them once (the authors' advice to count
+    repeated n-grams once, where the n-gram is what the hash saw) keeps human text, with
+    its frequent words, at chance."""
     mark = watermark_for(spec, n_vocab)
     array = np.asarray([t for t in tokens if 0 <= t < n_vocab], dtype=np.int64)
-    flags = mark.green_flags(array)
-    h = spec.context
-    seen: set[tuple[int, ...]] = set()
-    green = count = 0
-    for i, flag in enumerate(flags):
-        gram = tuple(array[i : i + h + 1].tolist())
-        if gram in seen:
-            continue
-        seen.add(gram)
-        count += 1
-        green += bool(flag)
+    flags, seeds = mark.green_flags(array)
+    pairs = {}
+    for seed, token, flag in zip(seeds.tolist(), array[spec.context :].tolist(), flags.tolist(),
+                                 strict=True):  # fmt: skip
+        pairs.setdefault((seed, token), flag)
+    count, green = len(pairs), sum(pairs.values())
     if count == 0:
         return Score(0, 0, 0.0, 1.0)
     gamma = spec.gamma
