@@ -178,3 +178,25 @@ def test_run_and_detect_from_the_command_line_keep_the_key_secret(tmp_path, star
     refused = run_cli("detect", "-", "-m", "smollm2-135m", stdin=marked.stdout, home=home)
     assert refused.returncode == 1 and "vocabulary is not one" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_serve_watermark_marks_every_answer_whatever_the_client_asks(tmp_path, starter_home,
+                                                                    engine):  # fmt: skip
+    from openai import OpenAI
+    from serverproc import running_server
+
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    key_env = {"LOCALLLM_WATERMARK_KEY": KEY.key.decode()}
+    with running_server(home, "-m", "smollm2-135m", "--watermark", env=key_env) as url:
+        client = OpenAI(base_url=url + "/v1", api_key="none")
+        scores = []
+        for i, prompt in enumerate(PROMPTS[:3]):
+            reply = client.chat.completions.create(
+                model="smollm2-135m", messages=[{"role": "user", "content": prompt}],
+                max_tokens=260, temperature=0.7, seed=i,
+                extra_body={"watermark": False},  # not the client's to turn off
+            )  # fmt: skip
+            scores.append(z(engine, reply.choices[0].message.content))
+    assert statistics.median(scores) >= THRESHOLD_Z
+    assert json.loads((home / "config" / "watermark.json").read_text())  # the model recorded
