@@ -35,6 +35,7 @@ SAFETY_TOKENS = 8
 MAX_PART_TOKENS = 1536  # small models extract worse from long passages
 MAX_SPLITS = 2  # a part cut off this many times over is reported, not split again
 TOKENS_PER_ENTITY = 16  # an entity's JSON, for sizing the list a reply has room for
+TOKENS_PER_NAME = 6  # a part of N tokens names at most about N / 6 entities
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Extractor:
         else:
             self.schema = entity_schema(options.entities, self.reserve // TOKENS_PER_ENTITY)
         self.grammar = schema_to_grammar(self.schema)
+        self._entity_grammars: dict[int, str] = {}
         self._counting = threading.Lock()  # parts are grounded on --parallel's threads
         self.counts = dict.fromkeys(("values", "exact", "folded", "fuzzy", "invented",
                                      "unchecked", "cut_off_parts"), 0)  # fmt: skip
@@ -150,16 +152,31 @@ class Extractor:
                     + self._part(text, (middle, end), language, depth + 1))  # fmt: skip
         return [self._ground(answer, text, start, end)]
 
+    def _grammar_for(self, part: str) -> str:
+        """The grammar for this part. Entities: a list no longer than the part could name,
+        so a small model that repeats itself stops at the list's end, not the reply's."""
+        if self.options.schema is not None:
+            return self.grammar
+        most = self.reserve // TOKENS_PER_ENTITY
+        items = max(4, min(most, self.calls.count(part) // TOKENS_PER_NAME))
+        if items not in self._entity_grammars:
+            self._entity_grammars[items] = schema_to_grammar(
+                entity_schema(self.options.entities, items))  # fmt: skip
+        return self._entity_grammars[items]
+
     def _answer(self, part: str, language: str) -> tuple[dict, bool]:
         messages = prompts.messages(language, part, self.options)
+        grammar = self._grammar_for(part)
         key = CallCache.key("extract", prompts.PROMPT_VERSION, self.model_id, self.calls.n_ctx,
-                            self.grammar, messages)  # fmt: skip
+                            grammar, messages)  # fmt: skip
         cached = self.cache.get(key)
         if cached is not None:
             stored = json.loads(cached)
             return stored["answer"], stored["cut"]
+        # The penalty looks back 64 tokens: mostly the answer itself, where a repeated entity
+        # is the failure to avoid; the grammar still forces the JSON's own punctuation.
         params = SamplingParams(max_tokens=self.reserve, temperature=0.0, seed=0,
-                                repeat_penalty=1.05, grammar=self.grammar)  # fmt: skip
+                                repeat_penalty=1.15, grammar=grammar)  # fmt: skip
         reply, stats = self.calls.generate("extract", self.calls.prompt(messages), params)
         cut = stats.stop_reason == "length"
         answer = {} if cut else _parsed(reply)
