@@ -95,6 +95,7 @@ CONFIG_KEYS: dict[str, dict[str, tuple]] = {
         "context_policy": _choice("summary", "window", "off"),
         "temperature": (_NUMBER, lambda v: 0 <= v <= 5, "a number from 0 to 5"),
         "max_tokens": ((int,), lambda v: v >= 1, "a whole number of at least 1"),
+        "watermark": _choice("on", "off"),  # mark every answer of the chat app
     },
     "guardrails": {
         "blocked_phrases": (

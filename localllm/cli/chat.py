@@ -9,7 +9,10 @@ from localllm.cli.common import (
     ctx_option,
     engine_option,
     gpu_layers_option,
+    mark_with,
     quiet_option,
+    watermark_for_command,
+    watermark_option,
 )
 
 
@@ -19,9 +22,10 @@ from localllm.cli.common import (
 @click.option("--id", "conversation_id", type=int, default=None, help="Reopen conversation ID.")
 @ctx_option
 @gpu_layers_option
+@watermark_option
 @quiet_option
 @engine_option
-def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name):
+def chat(model, continue_, conversation_id, ctx, gpu_layers, watermark, quiet, engine_name):
     """Chat with a model in the terminal (Textual app).
 
     Enter sends, Ctrl+J adds a line, Escape stops an answer, F2 switches model,
@@ -33,6 +37,7 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name)
       localllm chat qwen2.5-1.5b
       localllm chat --continue
       localllm chat qwen3.5-9b@gpu
+      localllm chat --watermark      # or [chat] watermark = "on" in config.toml
     """
     from localllm.chat.conversation import ChatParams
     from localllm.chat.history import History
@@ -64,6 +69,8 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name)
     engine = resolved.engine
     for note in engine.plan.notes:
         progress.message(note)
+    mark = watermark_for_command(settings, watermark or chat_config.get("watermark") == "on")
+    mark_with(settings, mark, resolved, engine)
     in_use = {id(engine): resolved}
     # From here the app owns the terminal: later loads (F2) report nothing to stderr.
     progress.quiet, progress.bars = True, False
@@ -75,7 +82,8 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, quiet, engine_name)
     controller = ChatController(
         engine, resolved.name, history, conv, guardrails_from_config(config),
         save_dir=settings.data_dir, defaults=defaults,
-        release=lambda old: host.release(in_use.pop(id(old))),
+        release=lambda old: host.release(in_use.pop(id(old))), watermark=mark,
+        settings=settings,
     )  # fmt: skip
     if conv is None and chat_config.get("system_prompt"):
         controller.session.conv.system_prompt = chat_config["system_prompt"]

@@ -82,11 +82,15 @@ def mark_with(settings: Settings, spec, resolved, engine) -> None:
     from localllm.errors import RequestError
     from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
 
-    if not hasattr(engine, "_n_vocab"):
+    if hasattr(engine, "_n_vocab"):
+        fingerprint = vocabulary_fingerprint(engine)
+    elif hasattr(engine, "apply"):  # the chat app's model, in a process of its own
+        fingerprint = engine.apply(vocabulary_fingerprint)
+    else:
         raise RequestError(f"{resolved.name} runs on a remote engine, which cannot add this "
                            "machine's watermark: run it here, or start that server with "
                            "`localllm serve --watermark`")  # fmt: skip
-    record_vocabulary(settings, resolved.name, vocabulary_fingerprint(engine))
+    record_vocabulary(settings, resolved.name, fingerprint)
 
 
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,

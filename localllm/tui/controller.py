@@ -25,6 +25,8 @@ class ChatController:
         save_dir: Path | None = None,
         defaults: ChatParams | None = None,
         release=None,
+        watermark=None,
+        settings=None,
     ):
         self.engine = engine
         # Hands a replaced engine back to whoever loaded it (the model host); default: close.
@@ -34,8 +36,10 @@ class ChatController:
         self.guardrails = guardrails
         self.save_dir = save_dir
         self.defaults = defaults or ChatParams()
+        self.watermark = watermark  # a WatermarkSpec: every answer of the app is marked
+        self.settings = settings  # where the watermark records the models it marked with
         conv = conversation or self._blank()
-        self.session = ChatSession(engine, conv, history, guardrails)
+        self.session = ChatSession(engine, conv, history, guardrails, self.watermark)
 
     def _blank(self) -> Conversation:
         d = self.defaults
@@ -71,11 +75,12 @@ class ChatController:
         return self.history.list(200)
 
     def new_conversation(self) -> None:
-        self.session = ChatSession(self.engine, self._blank(), self.history, self.guardrails)
+        self.session = ChatSession(self.engine, self._blank(), self.history, self.guardrails,
+                                   self.watermark)  # fmt: skip
 
     def open_conversation(self, conversation_id: int) -> None:
         conv = self.history.get(conversation_id)
-        self.session = ChatSession(self.engine, conv, self.history, self.guardrails)
+        self.session = ChatSession(self.engine, conv, self.history, self.guardrails, self.watermark)
 
     def delete_conversation(self, conversation_id: int) -> None:
         self.history.delete(conversation_id)
@@ -88,7 +93,11 @@ class ChatController:
         self.model_name = name
         conv = self.session.conv
         conv.model = name
-        self.session = ChatSession(engine, conv, self.history, self.guardrails)
+        self.session = ChatSession(engine, conv, self.history, self.guardrails, self.watermark)
+        if self.watermark is not None and self.settings is not None:
+            from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
+
+            record_vocabulary(self.settings, name, engine.apply(vocabulary_fingerprint))
         if conv.id is not None:
             self.history.save_state(conv)
         if old is not engine:
