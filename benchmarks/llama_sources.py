@@ -46,13 +46,23 @@ def built_tool(cache: Path, target: str) -> Path:
     return binary
 
 
+def same_kernels() -> bool:
+    """Whether the reference tools must leave out llama.cpp's extra buffer types, as localllm
+    does where this build has kernels that crash (localllm/engine/build.py): llama-bench
+    and llama-server SIGSEGV there too. Their flags: --repack 0 and --no-repack."""
+    from localllm.engine.build import avoid_crashing_kernels
+
+    return avoid_crashing_kernels() is not None
+
+
 def llama_bench(cache: Path, model: Path, threads: int) -> dict:
     """llama-bench's pp512 and tg128 tokens/s for model on this machine's CPU threads."""
     import json
 
     binary = built_tool(cache, "llama-bench")
+    extra = ["--repack", "0"] if same_kernels() else []
     out = subprocess.run([str(binary), "-m", str(model), "-p", "512", "-n", "128", "-t",
-                          str(threads), "-o", "json"], check=True, capture_output=True,
+                          str(threads), "-o", "json", *extra], check=True, capture_output=True,
                          text=True).stdout  # fmt: skip
     rates = {}
     for row in json.loads(out):

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama_sources import built_tool  # benchmarks/ is on the path of its scripts
+from llama_sources import built_tool, same_kernels  # benchmarks/ is on the path of its scripts
 from serve_throughput import CACHE, wait_ready
 from summarize_speed import make_document
 
@@ -99,7 +99,8 @@ def main() -> None:
         )
         port = free_port()
         ref = [server, "-m", model.path, "--port", str(port), "-np", str(n), "-c", str(n * ctx),
-               "-t", str(threads), "-tb", str(threads)]  # fmt: skip
+               "-t", str(threads), "-tb", str(threads),
+               *(["--no-repack"] if same_kernels() else [])]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         rows["llama-server"] = serve_and_summarize(
             ref, url, doc, engine_home(root, "ref", url), ["--engine", "ref", *fan_out]

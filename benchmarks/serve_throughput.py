@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import httpx
-from llama_sources import built_tool  # benchmarks/ is on the path of its scripts
+from llama_sources import built_tool, same_kernels  # benchmarks/ is on the path of its scripts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from serverproc import free_port
@@ -117,7 +117,8 @@ def main() -> None:
                              "-m", model.name, "--parallel", "8", "--ctx", str(args.slot_ctx)],
                             stderr=subprocess.DEVNULL)  # fmt: skip
     ref = subprocess.Popen([binary, "-m", model.path, "--port", str(ref_port), "-np", "8",
-                            "-c", str(8 * args.slot_ctx), "-t", threads, "-tb", threads],
+                            "-c", str(8 * args.slot_ctx), "-t", threads, "-tb", threads,
+                            *(["--no-repack"] if same_kernels() else [])],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     sides = {"localllm": (f"http://127.0.0.1:{ours_port}", model.name),
              "llama-server": (f"http://127.0.0.1:{ref_port}", model.name)}  # fmt: skip
