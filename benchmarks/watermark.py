@@ -28,9 +28,9 @@ from pathlib import Path
 from localllm.config import Settings
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
 from localllm.engine.llama import load_engine
-from localllm.engine.watermark import WatermarkSpec
+from localllm.engine.watermark import WatermarkSpec, score
 from localllm.store.resolve import resolve_model
-from localllm.watermarking import THRESHOLD_Z, detect
+from localllm.watermarking import THRESHOLD_Z, detect, normalise
 
 SPEC = WatermarkSpec(b"benchmark key, long enough to be a key")
 TOPICS = ["a dragon", "the sea", "bread", "bicycles", "the moon", "a library", "winter",
@@ -46,7 +46,7 @@ def prompts(n: int) -> list[str]:
             for i in range(n)]  # fmt: skip
 
 
-def generate(engine, prompt: str, mark, seed: int, max_tokens: int = 240):
+def generate(engine, prompt: str, mark, seed: int, max_tokens: int = 320):
     tokens = engine.chat_tokens([{"role": "user", "content": prompt}])
     params = SamplingParams(max_tokens=max_tokens, temperature=0.7, seed=seed, watermark=mark)
     text, stats = "", None
@@ -59,13 +59,16 @@ def generate(engine, prompt: str, mark, seed: int, max_tokens: int = 240):
 
 
 def z_at(engine, text: str, lengths: list[int]) -> dict[int, float | None]:
-    ids = engine.tokenize(text, special=False, add_bos=False)
+    """z over the shortest start of the text that has n scored tokens (None: too short)."""
+    ids = engine.tokenize(normalise(text), special=False, add_bos=False)
     out = {}
     for n in lengths:
-        # n scored tokens need n + context tokens (the first few have no full context)
-        head = ids[: n + SPEC.context]
-        result = detect(SPEC, engine, "bench", engine.detokenize(head))
-        out[n] = result.z if result.tokens_scored >= n * 0.9 else None
+        out[n] = None
+        for end in range(n + SPEC.context, len(ids) + 1):
+            result = score(SPEC, engine._n_vocab, ids[:end])
+            if result.tokens >= n:
+                out[n] = result.z
+                break
     return out
 
 

@@ -29,6 +29,7 @@ DELTA = 2.0
 CONTEXT = 4
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _SALT = np.uint64(0x9E3779B97F4A7C15)
+MASKS_KEPT = 256  # green lists by seed: the seed is one recent token's hash, so they recur
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Watermark:
             self._candidate = _mix(ids * _SALT ^ np.uint64(seed >> 1))
         self._threshold = np.uint64(min(int(spec.gamma * 2**64), 2**64 - 1))
         self.n_vocab = n_vocab
+        self._by_seed: dict[int, np.ndarray] = {}  # seed -> indices of its green tokens
 
     def green(self, context: list[int]) -> np.ndarray:
         """Which tokens are green after these preceding tokens (a bool per vocabulary entry)."""
@@ -75,8 +77,19 @@ class Watermark:
             return _mix(np.minimum(self._token_hash, seed) ^ self._candidate) < self._threshold
 
     def bias(self, logits: np.ndarray, context: list[int]) -> None:
-        """Add delta to the green logits, in place (a view of llama.cpp's logits row)."""
-        logits[self.green(context)] += np.float32(self.spec.delta)
+        """Add delta to the green logits, in place (a view of llama.cpp's logits row).
+
+        The green list depends on the context only through its seed, which is the hash of
+        one of the last few tokens: lists are kept by seed, so most steps cost one add."""
+        recent = [t for t in context[-self.spec.context :] if 0 <= t < self.n_vocab]
+        seed = int(self._token_hash[recent].min()) if recent else 2**64 - 1
+        green = self._by_seed.get(seed)
+        if green is None:
+            green = np.flatnonzero(self.green(context)).astype(np.int32)
+            if len(self._by_seed) >= MASKS_KEPT:
+                self._by_seed.pop(next(iter(self._by_seed)))  # the oldest
+            self._by_seed[seed] = green
+        logits[green] += np.float32(self.spec.delta)
 
     def green_flags(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each token after the first `context`: whether it is green given those before,
