@@ -202,6 +202,7 @@ def test_a_document_longer_than_the_window_is_done_in_parts_and_merged(engine_51
     assert firsts == sorted(firsts)  # in the order the document names them
 
 
+@pytest.mark.one_build  # output formats and errors, whatever the model extracts
 def test_cli_writes_csv_and_jsonl_and_refuses_bad_schemas(tmp_path, starter_home):
     home = tmp_path / "home"
     shutil.copytree(starter_home, home)

@@ -180,6 +180,7 @@ def test_run_and_detect_from_the_command_line_keep_the_key_secret(tmp_path, star
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.one_build  # the server sets the mark whatever a request says, on any kernels
 def test_serve_watermark_marks_every_answer_whatever_the_client_asks(tmp_path, starter_home,
                                                                     engine):  # fmt: skip
     from openai import OpenAI
