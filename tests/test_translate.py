@@ -167,7 +167,7 @@ def test_a_long_document_takes_several_chunks_each_within_the_window(engine_1k, 
 
 
 def test_the_next_chunk_sees_the_end_of_the_last_one_within_its_budget(engine_1k, tmp_path):
-    from localllm.translate.pipeline import Unit
+    from localllm.translate.planning import Unit
 
     units = [Unit(i, i, f"fuente {i}", mask(f"fuente {i}"), 40, f"source {i}") for i in range(5)]
     units[4].translation = None  # failed: not context for the next chunk
@@ -265,7 +265,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, starter_home, args, content, me
 
 
 def test_parallel_runs_are_consecutive_chunks_of_near_equal_length():
-    from localllm.translate.pipeline import _runs
+    from localllm.translate.planning import runs_of as _runs
 
     chunks = [[i] for i in range(7)]
     assert _runs(chunks, 3) == [[[0], [1], [2]], [[3], [4]], [[5], [6]]]

@@ -33,14 +33,14 @@ from localllm.errors import DocumentError
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.translate.glossary import Glossary, fold
 from localllm.translate.layout import BLANK_LINES, Layout, layout_for
+from localllm.translate.planning import Unit, chunks_of, runs_of, segment_texts
 from localllm.translate.prompts import PROMPT_VERSION, Instructions, instructions_for
-from localllm.translate.protect import MARKER, Masked, marker_problem, mask, unmask
+from localllm.translate.protect import MARKER, marker_problem, mask, unmask
 
 CONTEXT_SHARE = 0.5  # of a chunk's source budget: the previous chunk's text and translation
 REPLY_GROWTH = 1.6  # a translation may take this many times its source's tokens
 REPLY_SLACK = 24
 MAX_CHUNK_TOKENS = 1024  # longer chunks gain little and make every retry dearer
-MAX_CHUNK_UNITS = 16  # paragraphs per call: more and the answer's shape breaks more often
 SAFETY_TOKENS = 16
 STRICTER_ROOM = 80  # tokens kept free for the stricter instruction of a retry
 ECHO_LETTERS = 20  # shorter text ("Total", a name) may rightly read the same translated
@@ -56,20 +56,6 @@ class TranslateOptions:
     glossary: Glossary = field(default_factory=Glossary)
     parallel: int = 1  # runs of chunks translated side by side (each keeps its own context)
     watermark: object = None  # a WatermarkSpec: every translated chunk is marked
-
-
-@dataclass
-class Unit:
-    """What one paragraph of a call holds: a segment, or a piece of a long one."""
-
-    segment: int
-    paragraph: int
-    source: str
-    masked: Masked
-    tokens: int
-    translation: str | None = None
-    problem: str | None = None
-    tries: int = 0
 
 
 @dataclass
@@ -110,11 +96,11 @@ class Translator:
         units = self._units(layout, budget)
         self.progress.start(f"translating {doc.name}", len(units), unit="parts")
         try:
-            self._translate_runs(_runs(list(_chunks(units, budget)), self.options.parallel),
+            self._translate_runs(runs_of(list(chunks_of(units, budget)), self.options.parallel),
                                  instructions, doc, budget)  # fmt: skip
         finally:
             self.progress.finish()
-        text = layout.render(_segment_texts(layout, units))
+        text = layout.render(segment_texts(layout, units))
         untranslated = [
             {"paragraph": u.paragraph + 1, "text": u.source[:80], "reason": u.problem,
              "tries": u.tries}
@@ -341,59 +327,6 @@ class Translator:
             "n_ctx": self.calls.n_ctx,
             "wall_s": round(time.perf_counter() - started, 3),
         }
-
-
-def _chunks(units: list[Unit], budget: int):
-    """Consecutive units within budget, cut between paragraphs wherever one fits whole."""
-    chunk: list[Unit] = []
-    size = 0
-    for paragraph in _by_paragraph(units):
-        whole = sum(u.tokens for u in paragraph)
-        if chunk and (size + whole > budget or len(chunk) + len(paragraph) > MAX_CHUNK_UNITS):
-            yield chunk
-            chunk, size = [], 0
-        for unit in paragraph:  # a paragraph larger than a chunk is cut between its units
-            if chunk and (size + unit.tokens > budget or len(chunk) >= MAX_CHUNK_UNITS):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(unit)
-            size += unit.tokens
-    if chunk:
-        yield chunk
-
-
-def _runs(chunks: list[list[Unit]], parallel: int) -> list[list[list[Unit]]]:
-    """The chunks in at most `parallel` runs of consecutive ones, of near-equal length.
-
-    Only a run's first chunk goes without the previous chunk as context."""
-    count = max(1, min(parallel, len(chunks)))
-    size, extra = divmod(len(chunks), count)
-    runs, start = [], 0
-    for i in range(count):
-        end = start + size + (1 if i < extra else 0)
-        runs.append(chunks[start:end])
-        start = end
-    return runs
-
-
-def _by_paragraph(units: list[Unit]):
-    group: list[Unit] = []
-    for unit in units:
-        if group and unit.paragraph != group[-1].paragraph:
-            yield group
-            group = []
-        group.append(unit)
-    if group:
-        yield group
-
-
-def _segment_texts(layout: Layout, units: list[Unit]) -> list[str]:
-    """Each segment's translation (its pieces joined), or its source where a piece failed."""
-    pieces: list[list[str]] = [[] for _ in layout.segments]
-    for unit in units:
-        pieces[unit.segment].append(unit.translation if unit.translation is not None
-                                    else unit.source)  # fmt: skip
-    return [" ".join(p) for p in pieces]
 
 
 def _mark_id(spec) -> str | None:
