@@ -105,6 +105,9 @@ CONFIG_KEYS: dict[str, dict[str, tuple]] = {
         ),
         "max_tries": ((int,), lambda v: 1 <= v <= 20, "a whole number from 1 to 20"),
     },
+    "index": {  # localllm/index/: the embedding model a new index gets its vectors from
+        "embedding_model": ((str,), lambda v: bool(v.strip()), "a model name"),
+    },
     "watermark": {  # localllm/watermarking.py; LOCALLLM_WATERMARK_KEY wins over key
         "key": ((str,), lambda v: len(v) >= 16, "a secret of at least 16 characters"),
         "gamma": ((float,), lambda v: 0 < v < 1, "a share between 0 and 1, such as 0.25"),

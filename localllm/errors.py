@@ -90,3 +90,7 @@ class RequestError(LocalLLMError, ValueError):
 
 class EngineError(LocalLLMError, ConnectionError):
     """A named remote engine that cannot be reached, refused the key, or failed an answer."""
+
+
+class DocumentIndexError(LocalLLMError, ValueError):
+    """A document index that cannot be read, a name that is not allowed, an unknown index."""

@@ -190,7 +190,9 @@ def test_a_document_longer_than_the_window_is_done_in_parts_and_merged(engine_51
     text = "\n\n".join(DOCUMENTS * 3)
     ex = extractor(engine_512, tmp_path)
     result = ex.extract(document(tmp_path, text))
-    assert result.stats["parts"] >= 3 and result.stats["calls"] >= result.stats["parts"]
+    # a part whose text repeats an earlier one reuses its cached answer
+    st = result.stats
+    assert st["parts"] >= 3 and st["calls"] + st["cached"] >= st["parts"] and st["calls"] >= 1
     keys = [(fold(e["text"]), e["type"]) for e in result.data["entities"]]
     assert len(keys) == len(set(keys))  # one entry per entity, however many parts named it
     for entity in result.data["entities"]:

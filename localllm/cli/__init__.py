@@ -27,6 +27,8 @@ COMMANDS = {
         "extract",
         "Extract entities or fields, grounded, as JSON.",
     ),
+    "index": ("localllm.cli.index", "index", "Index files for `ask` (add, list, rm, update)."),
+    "ask": ("localllm.cli.ask", "ask", "Answer from your documents, with citations."),
     "detect": ("localllm.cli.detect", "detect", "Score a text for this machine's watermark."),
     "serve": ("localllm.cli.serve", "serve", "Serve the OpenAI and Ollama APIs (many at once)."),
     "ps": ("localllm.cli.serve", "ps", "Show the models a running server has loaded."),

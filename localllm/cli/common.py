@@ -120,7 +120,14 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
         loader = Loader(lambda path, opts: BatchEngine.load(path, opts, parallel=parallel),
                         n_seq=parallel)  # fmt: skip
     resolve = with_remote_engines(settings, host_resolver(settings, progress), engine)
-    return ModelHost(resolve, {"chat": loader}, options=options, keep_alive=None)
+    loaders = {"chat": loader, "embed": Loader(_load_embedding)}
+    return ModelHost(resolve, loaders, options=options, keep_alive=None)
+
+
+def _load_embedding(path, options):
+    from localllm.engine.embed import EmbeddingEngine
+
+    return EmbeddingEngine.load(path, options)
 
 
 def load_model(

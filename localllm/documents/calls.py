@@ -10,6 +10,7 @@ flag, and keeps per-call token counts and timings for --json stats.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from localllm.engine import Finished, SamplingParams, Token
@@ -52,8 +53,10 @@ class ModelCalls:
         return len(self.engine.tokenize(text, special=False, add_bos=False))
 
     def generate(
-        self, kind: str, prompt: list[int], params: SamplingParams
-    ) -> tuple[str, GenerationStats]:
+        self, kind: str, prompt: list[int], params: SamplingParams,
+        on_text: Callable[[str], None] | None = None,
+    ) -> tuple[str, GenerationStats]:  # fmt: skip
+        """The reply to prompt, handed piece by piece to on_text as it comes when given."""
         if len(prompt) + params.max_tokens > self.n_ctx:
             raise WindowExceeded(f"{kind} prompt of {len(prompt)} tokens + {params.max_tokens} "
                                  f"reply tokens exceeds the {self.n_ctx}-token window")  # fmt: skip
@@ -61,6 +64,8 @@ class ModelCalls:
         for event in self.engine.stream(prompt, params, self.cancel):
             if isinstance(event, Token):
                 text += event.text
+                if on_text is not None:
+                    on_text(event.text)
             elif isinstance(event, Finished):
                 stats = event.stats
         if self.cancel.is_set():

@@ -50,3 +50,10 @@ def leans_to(text: str, wanted: str, other: str) -> float:
     passage than naming its language among a hundred."""
     lang, prob = _identifier(tuple(sorted((wanted, other)))).classify(text[:5000])
     return prob if lang == wanted else 1.0 - prob
+
+
+def language_of_question(text: str) -> str:
+    """The language of a short text (a question), chosen among the languages we name:
+    on a dozen words, a choice among a hundred languages is mostly noise."""
+    lang, _ = _identifier(tuple(sorted(LANGUAGE_NAMES))).classify(text[:5000])
+    return lang

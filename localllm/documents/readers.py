@@ -95,7 +95,7 @@ def _looks_binary(head: bytes, encoding: str) -> bool:
     return "16" not in encoding and b"\0" in head
 
 
-def _hash_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(BLOCK):
@@ -155,7 +155,7 @@ def _inspect(name: str, path: Path, spooled: bool) -> Document:
             (b"<!doctype html", b"<html")
         ):
             doc.kind = "html"
-    doc.sha256 = _hash_file(path)
+    doc.sha256 = file_sha256(path)
     return doc
 
 
@@ -284,6 +284,15 @@ def full_text(doc: Document) -> str:
     return "".join(_nonempty(doc, blocks))
 
 
+def pages(doc: Document) -> list[tuple[int | None, str]]:
+    """The document's visible text by page: (page number from 1, text) for a PDF, one
+    (None, text) for everything else. Joined, they are exactly "".join(text_blocks(doc)),
+    so offsets into one are offsets into the other."""
+    if doc.kind != "pdf":
+        return [(None, "".join(text_blocks(doc)))]
+    return list(enumerate(_nonempty(doc, _pdf_blocks(doc)), start=1))
+
+
 def _nonempty(doc: Document, blocks: Iterator[str]) -> Iterator[str]:
     seen_text = False
     for block in blocks:
@@ -317,6 +326,6 @@ def combine_documents(docs: list[Document], spool_dir: Path) -> Document:
             out.close()
             combined.discard()
             raise
-    combined.sha256 = _hash_file(combined.path)
+    combined.sha256 = file_sha256(combined.path)
     combined.warnings = [w for d in docs for w in d.warnings]
     return combined

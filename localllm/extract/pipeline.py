@@ -73,7 +73,7 @@ class Extractor:
         self._entity_grammars: dict[int, str] = {}
         self._counting = threading.Lock()  # parts are grounded on --parallel's threads
         self.counts = dict.fromkeys(("values", "exact", "folded", "fuzzy", "invented",
-                                     "unchecked", "cut_off_parts"), 0)  # fmt: skip
+                                     "unchecked", "cut_off_parts", "cached"), 0)  # fmt: skip
 
     def stop(self) -> None:
         self.calls.cancel.set()
@@ -171,6 +171,8 @@ class Extractor:
                             grammar, messages)  # fmt: skip
         cached = self.cache.get(key)
         if cached is not None:
+            with self._counting:
+                self.counts["cached"] += 1
             stored = json.loads(cached)
             return stored["answer"], stored["cut"]
         # The penalty looks back 64 tokens: mostly the answer itself, where a repeated entity

@@ -1,0 +1,191 @@
+"""Retrieval quality and speed of the document index behind `localllm ask`.
+
+A generated collection (so its answers are known): fictional towns, in Spanish and
+English, each described in a text file or on one page of a PDF (ten towns a PDF), with
+facts drawn from lists; questions paraphrase the facts ("¿Cuántos vecinos tiene X?"
+for "X ... tiene N habitantes"). Figures:
+
+- recall@5 and MRR of lexical (FTS5 BM25), dense and hybrid (reciprocal rank fusion)
+  ranking; dense uses MODEL in embedding mode, on the smaller collection only;
+- index throughput (pages/s, passages/s) and query latency (p50/p95) at about 1,000 and
+  10,000 passages, and how they grow (ratios of the larger to the smaller).
+
+    python benchmarks/ask_retrieval.py [--embed MODEL] [--questions 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from localllm.config import Settings
+from localllm.index.indexing import Indexer
+from localllm.index.search import Retriever
+from localllm.index.store import DocumentIndex
+from localllm.progress import SilentProgress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pdf_maker import write_pdf
+
+SYLLABLES = "val de mo ra cas tri llo ben a vi des san to mar ca ver nal quin ta ne ro fuen te li"
+SYLLABLES = SYLLABLES.split()
+REGIONS = ["la Sierra Norte", "el Bajo Aragón", "la Ribera Alta", "los Montes de Toledo",
+           "la Tierra de Campos", "el Alto Tajo", "la Vega Baja", "el Bierzo"]  # fmt: skip
+CROPS = ["el olivo", "la vid", "el cereal", "el almendro", "la ganadería ovina", "el turismo"]
+MONTHS_ES = ["enero", "marzo", "mayo", "julio", "agosto", "septiembre", "octubre"]
+RIVERS = ["Tormes", "Jalón", "Cabriel", "Alberche", "Esla", "Gállego", "Segura", "Órbigo"]
+INDUSTRIES = ["wool", "cider", "slate", "shipbuilding", "cheese", "pottery"]
+MONTHS_EN = ["January", "March", "May", "July", "August", "September", "October"]
+
+
+def town_name(rng: random.Random, used: set[str]) -> str:
+    while True:
+        name = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(3, 4))).capitalize()
+        if name not in used:
+            used.add(name)
+            return name
+
+
+def spanish_town(rng, name) -> tuple[str, list[tuple[str, str]]]:
+    people, region, crop = rng.randint(200, 90000), rng.choice(REGIONS), rng.choice(CROPS)
+    month, river = rng.choice(MONTHS_ES), rng.choice(RIVERS)
+    people_text = f"{people:,}".replace(",", ".")
+    text = (f"{name} es un municipio de {region} con {people_text} habitantes. Su economía "
+            f"vive sobre todo de {crop}.\n\nLas fiestas patronales de {name} se celebran en "
+            f"{month}, con procesión, verbena y comida popular en la plaza.\n\nEl río {river} "
+            f"atraviesa el término municipal de {name}, y junto a su puente medieval se "
+            "levanta una ermita románica.")  # fmt: skip
+    questions = [(f"¿Cuántos vecinos tiene {name}?", f"{people_text} habitantes"),
+                 (f"¿En qué mes son las fiestas de {name}?", f"en {month}"),
+                 (f"¿Qué río pasa por {name}?", f"río {river}")]  # fmt: skip
+    return text, questions
+
+
+def english_town(rng, name) -> tuple[str, list[tuple[str, str]]]:
+    people, industry = rng.randint(200, 90000), rng.choice(INDUSTRIES)
+    month, founded = rng.choice(MONTHS_EN), rng.randint(1100, 1900)
+    text = (f"{name} is a market town of {people:,} inhabitants, long known for its "
+            f"{industry}.\n\nIts charter was granted in {founded}, and the old guildhall "
+            f"still stands on the square.\n\nThe {name} fair is held every {month}, when "
+            "the streets fill with stalls and music.")  # fmt: skip
+    questions = [(f"How many people live in {name}?", f"{people:,} inhabitants"),
+                 (f"When did {name} get its charter?", str(founded)),
+                 (f"In which month is the {name} fair?", f"every {month}")]  # fmt: skip
+    return text, questions
+
+
+def make_collection(folder: Path, towns: int, seed: int = 7) -> list[tuple[str, str]]:
+    """Towns written out (every other ten as one PDF); returns (question, answer text)."""
+    rng, used, questions, pdf_pages = random.Random(seed), set(), [], []
+    folder.mkdir(parents=True)
+    for i in range(towns):
+        name = town_name(rng, used)
+        text, asked = (spanish_town if i % 2 == 0 else english_town)(rng, name)
+        questions += [(q, fact, name) for q, fact in asked]
+        if (i // 10) % 2:
+            pdf_pages.append(text)
+            if len(pdf_pages) == 10:
+                write_pdf(folder / f"towns-{i:05}.pdf", pdf_pages)
+                pdf_pages = []
+        else:
+            (folder / f"town-{i:05}.txt").write_text(f"{name}\n\n{text}\n", encoding="utf-8")
+    if pdf_pages:
+        write_pdf(folder / "towns-last.pdf", pdf_pages)
+    return questions
+
+
+def judged(hits, fact: str, name: str) -> int | None:
+    """The rank (from 1) of the first passage that holds the fact about this town."""
+    for rank, hit in enumerate(hits, start=1):
+        if fact in hit.passage.text and name in hit.passage.text:
+            return rank
+    return None
+
+
+def quality(retriever: Retriever, questions, mode: str) -> tuple[float, float, list[float]]:
+    ranks, latencies = [], []
+    for question, fact, name in questions:
+        started = time.perf_counter()
+        hits = retriever.search(question, k=10, mode=mode).hits
+        latencies.append(time.perf_counter() - started)
+        ranks.append(judged(hits, fact, name))
+    recall5 = sum(1 for r in ranks if r is not None and r <= 5) / len(ranks)
+    mrr = sum(1 / r for r in ranks if r is not None) / len(ranks)
+    return recall5, mrr, latencies
+
+
+def build(root: Path, towns: int, embed=None):
+    questions = make_collection(root / "docs", towns)
+    index = DocumentIndex(root / "index.sqlite")
+    report = Indexer(index, SilentProgress(), root / "spool", embed).add([str(root / "docs")])
+    return index, questions, report
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def load_embedder(model: str):
+    from localllm.engine.embed import EmbeddingEngine
+    from localllm.store.resolve import resolve_model
+
+    resolved = resolve_model(Settings.from_env(), model, SilentProgress())
+    engine = EmbeddingEngine.load(resolved.path)
+
+    def embed(texts):
+        return np.asarray(engine.embed(texts)[0], dtype=np.float32)
+
+    return embed, resolved.name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embed", default="smollm2-135m",
+                        help="model for dense ranking ('none' to skip)")  # fmt: skip
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--sizes", default="1000,10000", help="towns per collection")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rng = random.Random(1)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, towns in enumerate(sizes):
+            embed, embed_name = (None, None)
+            if i == 0 and args.embed != "none":
+                embed, embed_name = load_embedder(args.embed)
+            index, questions, report = build(Path(tmp) / str(towns), towns, embed)
+            sample = rng.sample(questions, min(args.questions, len(questions)))
+            retriever = Retriever(index, embed)
+            modes = ["lexical"] + (["dense", "hybrid"] if embed else [])
+            rows[towns] = {"passages": index.passage_count(), "report": report, "modes": {}}
+            for mode in modes:
+                rows[towns]["modes"][mode] = quality(retriever, sample, mode)
+            print(f"{towns} towns: {index.passage_count()} passages from {report.pages} pages "
+                  f"in {report.seconds:.1f} s ({report.pages / report.seconds:.0f} pages/s, "
+                  f"{report.passages / report.seconds:.0f} passages/s"
+                  + (f", embedded with {embed_name}" if embed else "") + ")")  # fmt: skip
+            for mode, (recall5, mrr, lat) in rows[towns]["modes"].items():
+                print(f"  {mode:<8} recall@5 {recall5:.3f}  MRR {mrr:.3f}  query p50 "
+                      f"{percentile(lat, 50):.1f} ms  p95 {percentile(lat, 95):.1f} ms  "
+                      f"({len(lat)} questions)")  # fmt: skip
+            index.close()
+    if len(sizes) == 2:
+        small, large = (rows[s] for s in sizes)
+        grow = large["passages"] / small["passages"]
+        rate = [r["report"].pages / r["report"].seconds for r in (small, large)]
+        p50 = [percentile(r["modes"]["lexical"][2], 50) for r in (small, large)]
+        p95 = [percentile(r["modes"]["lexical"][2], 95) for r in (small, large)]
+        print(
+            f"growth x{grow:.1f} passages: index pages/s ratio {rate[1] / rate[0]:.2f}, "
+            f"lexical p50 ratio {p50[1] / p50[0]:.2f}, p95 ratio {p95[1] / p95[0]:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
