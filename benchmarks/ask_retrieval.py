@@ -52,49 +52,61 @@ def town_name(rng: random.Random, used: set[str]) -> str:
             return name
 
 
-def spanish_town(rng, name) -> tuple[str, list[tuple[str, str]]]:
+def spanish_town(rng, name, near) -> tuple[str, list[tuple[str, str, str]]]:
     people, region, crop = rng.randint(200, 90000), rng.choice(REGIONS), rng.choice(CROPS)
     month, river = rng.choice(MONTHS_ES), rng.choice(RIVERS)
     people_text = f"{people:,}".replace(",", ".")
-    text = (f"{name} es un municipio de {region} con {people_text} habitantes. Su economía "
-            f"vive sobre todo de {crop}.\n\nLas fiestas patronales de {name} se celebran en "
-            f"{month}, con procesión, verbena y comida popular en la plaza.\n\nEl río {river} "
-            f"atraviesa el término municipal de {name}, y junto a su puente medieval se "
-            "levanta una ermita románica.")  # fmt: skip
-    questions = [(f"¿Cuántos vecinos tiene {name}?", f"{people_text} habitantes"),
-                 (f"¿En qué mes son las fiestas de {name}?", f"en {month}"),
-                 (f"¿Qué río pasa por {name}?", f"río {river}")]  # fmt: skip
+    text = (f"{name} es un municipio de {region} con {people_text} habitantes, a pocos "
+            f"kilómetros de {near}. Su economía vive sobre todo de {crop}, y en los últimos "
+            "años ha abierto casas rurales y una pequeña cooperativa que vende en la "
+            "comarca.\n\n"
+            f"Las fiestas patronales de {name} se celebran en {month}, con procesión, verbena "
+            f"y comida popular en la plaza. Muchos vecinos de {near} suben ese día, y la "
+            "charanga recorre las calles hasta bien entrada la madrugada.\n\n"
+            f"El río {river} atraviesa el término municipal de {name}, y junto a su puente "
+            "medieval se levanta una ermita románica. El camino de la ribera lleva hasta "
+            f"{near} entre choperas y huertas.")  # fmt: skip
+    questions = [(f"¿Cuántos vecinos tiene {name}?", f"{people_text} habitantes", name),
+                 (f"¿En qué mes son las fiestas de {name}?", f"en {month}", name),
+                 (f"¿Qué río pasa por {name}?", f"río {river}", name)]  # fmt: skip
     return text, questions
 
 
-def english_town(rng, name) -> tuple[str, list[tuple[str, str]]]:
+def english_town(rng, name, near) -> tuple[str, list[tuple[str, str, str]]]:
     people, industry = rng.randint(200, 90000), rng.choice(INDUSTRIES)
     month, founded = rng.choice(MONTHS_EN), rng.randint(1100, 1900)
-    text = (f"{name} is a market town of {people:,} inhabitants, long known for its "
-            f"{industry}.\n\nIts charter was granted in {founded}, and the old guildhall "
-            f"still stands on the square.\n\nThe {name} fair is held every {month}, when "
-            "the streets fill with stalls and music.")  # fmt: skip
-    questions = [(f"How many people live in {name}?", f"{people:,} inhabitants"),
-                 (f"When did {name} get its charter?", str(founded)),
-                 (f"In which month is the {name} fair?", f"every {month}")]  # fmt: skip
+    text = (f"{name} is a market town of {people:,} inhabitants, a short drive from {near}, "
+            f"long known for its {industry}. Most of its people now work in the services, "
+            "and the high street keeps a bakery, two pubs and a weekly market.\n\n"
+            f"Its charter was granted in {founded}, and the old guildhall still stands on the "
+            f"square. The records of {near} mention the town's merchants long before that, "
+            "when the road to the coast ran through it.\n\n"
+            f"The {name} fair is held every {month}, when the streets fill with stalls and "
+            f"music. Visitors come from {near} and further, and the fair ends with fireworks "
+            "over the river.")  # fmt: skip
+    questions = [(f"How many people live in {name}?", f"{people:,} inhabitants", name),
+                 (f"When did {name} get its charter?", f"granted in {founded}", name),
+                 (f"In which month is the {name} fair?", f"every {month}", name)]  # fmt: skip
     return text, questions
 
 
-def make_collection(folder: Path, towns: int, seed: int = 7) -> list[tuple[str, str]]:
-    """Towns written out (every other ten as one PDF); returns (question, answer text)."""
+def make_collection(folder: Path, towns: int, seed: int = 7) -> list[tuple[str, str, str]]:
+    """Towns written out (every other ten as one PDF, a town a page); returns (question,
+    the answer's text, the town)."""
     rng, used, questions, pdf_pages = random.Random(seed), set(), [], []
+    names = [town_name(rng, used) for _ in range(towns)]
     folder.mkdir(parents=True)
-    for i in range(towns):
-        name = town_name(rng, used)
-        text, asked = (spanish_town if i % 2 == 0 else english_town)(rng, name)
-        questions += [(q, fact, name) for q, fact in asked]
+    for i, name in enumerate(names):
+        near = names[(i + 1) % towns]  # a neighbour's name in every passage: a distractor
+        text, asked = (spanish_town if i % 2 == 0 else english_town)(rng, name, near)
+        questions += asked
         if (i // 10) % 2:
             pdf_pages.append(text)
             if len(pdf_pages) == 10:
                 write_pdf(folder / f"towns-{i:05}.pdf", pdf_pages)
                 pdf_pages = []
         else:
-            (folder / f"town-{i:05}.txt").write_text(f"{name}\n\n{text}\n", encoding="utf-8")
+            (folder / f"town-{i:05}.txt").write_text(f"{text}\n", encoding="utf-8")
     if pdf_pages:
         write_pdf(folder / "towns-last.pdf", pdf_pages)
     return questions
@@ -103,7 +115,8 @@ def make_collection(folder: Path, towns: int, seed: int = 7) -> list[tuple[str, 
 def judged(hits, fact: str, name: str) -> int | None:
     """The rank (from 1) of the first passage that holds the fact about this town."""
     for rank, hit in enumerate(hits, start=1):
-        if fact in hit.passage.text and name in hit.passage.text:
+        text = " ".join(hit.passage.text.split())  # a PDF's lines are broken
+        if fact in text and name in text:
             return rank
     return None
 
@@ -149,9 +162,10 @@ def main() -> None:
     parser.add_argument("--embed", default="smollm2-135m",
                         help="model for dense ranking ('none' to skip)")  # fmt: skip
     parser.add_argument("--questions", type=int, default=200)
-    parser.add_argument("--sizes", default="1000,10000", help="towns per collection")
+    parser.add_argument("--passages", default="1000,10000",
+                        help="collection sizes, in passages (about 1.5 a town)")  # fmt: skip
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) * 2 // 3 for s in args.passages.split(",")]
     rng = random.Random(1)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -463,3 +463,41 @@ async def test_a_failed_answer_gives_the_question_back_and_roles_alternate(engin
     stored = history.get(controller.session.conv.id).messages
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
     assert stored[2].content == CAPITAL
+
+
+async def test_attached_documents_ground_answers_and_the_app_shows_their_sources(chat, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from localllm.tui.screens.attach import AttachScreen
+    from localllm.tui.widgets.transcript import Notice
+
+    app, controller, history = chat
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).parent / "data" / "ask", docs)
+    question = "¿En que año se fundo la Universidad de Salamanca?"
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        assert isinstance(app.screen, AttachScreen)
+        app.screen.query_one("#attach-sources").value = str(docs)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert controller.grounder is not None
+        await ask(app, pilot, question)
+        await wait_for_answer(app, pilot)
+        notices = [n.text for n in app.screen.query_one(Transcript).query(Notice)]
+        assert any(n.endswith("passages from docs") for n in notices)
+        shown = [n for n in notices if n.startswith(("Sources:", "The answer cites no"))]
+        assert len(shown) == 1 and "salamanca.md" in shown[0], notices
+    conv = history.get(controller.session.conv.id)
+    asked, answered = conv.messages
+    assert any("1218" in p["text"] for p in asked.sources)  # the passage it needed was given
+    assert all(p in asked.sources for p in answered.sources or [])  # cited only what it had
+    assert conv.attached == str(docs)
+    # The next turn carries the question and answer, not the passages again.
+    conv.messages.append(type(asked)("user", "¿Y quién fue rector en 1900?"))
+    prompt = controller.engine.detokenize(controller.session.context.prepare(conv).tokens)
+    assert "Fragmentos:" not in prompt and asked.sources[0]["text"] not in prompt
+    assert question in prompt

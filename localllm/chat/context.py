@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from localllm.chat.conversation import Conversation
+from localllm.chat.grounding import grounded_content
 from localllm.errors import ContextOverflow
 
 LOW_WATER = 0.5  # after an eviction the prompt fills at most this share of its budget
@@ -103,8 +104,11 @@ class ContextManager:
         """The prompt's messages from `start`; a message over `cap` tokens is cut in the middle."""
         events = []
         out = system_message(conv)
-        for m in conv.messages[start:]:
+        last = len(conv.messages) - 1
+        for i, m in enumerate(conv.messages[start:], start=start):
             content = m.content
+            if i == last and m.role == "user" and m.sources:  # passages go with this turn only
+                content = grounded_content(m.content, m.sources)
             if self.counter.count(content) > cap:
                 content, cut = self.counter.cut_middle(content, cap)
                 events.append(

@@ -22,6 +22,10 @@ class Message:
     decode_tps: float | None = None
     created_at: float = field(default_factory=time.time)
     note: str | None = None  # e.g. "stopped" for an answer cut short by the user
+    # Passages from attached documents: for a question, those given to the model with it
+    # (numbered from 1); for an answer, those it cited. Each: number, path, page, start,
+    # end, text.
+    sources: list[dict] | None = None
     id: int | None = None  # history row id once stored
 
     def as_dict(self) -> dict:
@@ -51,6 +55,7 @@ class Conversation:
     title: str = ""
     memory: str = ""  # running summary of the turns folded out of the window
     window_start: int = 0  # index of the first message still sent verbatim
+    attached: str = ""  # documents answers draw on: an index name, or paths one per line
     id: int | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -63,3 +68,9 @@ class Conversation:
     def turn_starts(self) -> list[int]:
         """Indexes of messages that begin a turn (a user message)."""
         return [i for i, m in enumerate(self.messages) if m.role == "user"]
+
+
+def source_label(passage: dict) -> str:
+    """file:page, as a list of sources shows a passage of attached documents."""
+    page = passage.get("page")
+    return passage["path"] if page is None else f"{passage['path']}:{page}"

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from localllm.chat.conversation import ChatParams, Conversation, Message
+from localllm.chat.conversation import ChatParams, Conversation, Message, source_label
 from localllm.errors import ConversationNotFound, LocalLLMError
 
 MIGRATIONS: list = []
@@ -38,6 +38,14 @@ def m001_initial(db: sqlite3.Connection) -> None:
     for statement in INITIAL_SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+@migration
+def m002_sources(db: sqlite3.Connection) -> None:
+    # The passages of attached documents a question was given and its answer cited (JSON),
+    # and what a conversation has attached.
+    db.execute("ALTER TABLE messages ADD COLUMN sources TEXT")
+    db.execute("ALTER TABLE conversations ADD COLUMN attached TEXT NOT NULL DEFAULT ''")
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -90,7 +98,22 @@ CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id
 ROLES = ("system", "user", "assistant")
 EXPORT_FORMAT = "localllm-conversation/1"
 _MESSAGE_FIELDS = ("role", "content", "tokens", "completion_tokens", "ttft_s", "decode_tps",
-                   "note", "created_at")  # fmt: skip
+                   "note", "created_at", "sources")  # fmt: skip
+_JSON_FIELDS = frozenset({"sources"})  # stored as JSON text
+
+
+def _stored(message: Message, name: str):
+    value = getattr(message, name)
+    return (
+        json.dumps(value, ensure_ascii=False)
+        if name in _JSON_FIELDS and value is not None
+        else value
+    )
+
+
+def _loaded(row, name: str):
+    value = row[name]
+    return json.loads(value) if name in _JSON_FIELDS and value is not None else value
 
 
 def _locked(method):
@@ -148,9 +171,10 @@ class History:
         now = time.time()
         cur = self.db.execute(
             "INSERT INTO conversations (title, model, system_prompt, params, memory, window_start,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " attached, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv.title, conv.model, conv.system_prompt, json.dumps(asdict(conv.params)),
-             conv.memory, conv.window_start, conv.created_at or now, conv.updated_at or now),
+             conv.memory, conv.window_start, conv.attached, conv.created_at or now,
+             conv.updated_at or now),
         )  # fmt: skip
         conv.id = cur.lastrowid
         for seq, message in enumerate(conv.messages):
@@ -163,9 +187,9 @@ class History:
         conv.updated_at = time.time()
         self.db.execute(
             "UPDATE conversations SET title=?, model=?, system_prompt=?, params=?, memory=?,"
-            " window_start=?, updated_at=? WHERE id=?",
+            " window_start=?, attached=?, updated_at=? WHERE id=?",
             (conv.title, conv.model, conv.system_prompt, json.dumps(asdict(conv.params)),
-             conv.memory, conv.window_start, conv.updated_at, conv.id),
+             conv.memory, conv.window_start, conv.attached, conv.updated_at, conv.id),
         )  # fmt: skip
 
     @_locked
@@ -185,7 +209,7 @@ class History:
         cur = self.db.execute(
             f"INSERT INTO messages (conversation_id, seq, {', '.join(_MESSAGE_FIELDS)})"
             f" VALUES (?, ?, {', '.join('?' * len(_MESSAGE_FIELDS))})",
-            (conversation_id, seq, *(getattr(message, f) for f in _MESSAGE_FIELDS)),
+            (conversation_id, seq, *(_stored(message, f) for f in _MESSAGE_FIELDS)),
         )
         message.id = cur.lastrowid
 
@@ -208,7 +232,7 @@ class History:
                 f"no conversation {conversation_id}: see `localllm history list`"
             )
         messages = [
-            Message(id=m["id"], **{f: m[f] for f in _MESSAGE_FIELDS})
+            Message(id=m["id"], **{f: _loaded(m, f) for f in _MESSAGE_FIELDS})
             for m in self.db.execute(
                 "SELECT * FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,)
             )
@@ -217,7 +241,7 @@ class History:
             id=row["id"], title=row["title"], model=row["model"],
             system_prompt=row["system_prompt"], params=ChatParams(**json.loads(row["params"])),
             messages=messages, memory=row["memory"], window_start=row["window_start"],
-            created_at=row["created_at"], updated_at=row["updated_at"],
+            attached=row["attached"], created_at=row["created_at"], updated_at=row["updated_at"],
         )  # fmt: skip
 
     @_locked
@@ -263,6 +287,7 @@ class History:
             "params": asdict(conv.params),
             "memory": conv.memory,
             "window_start": conv.window_start,
+            "attached": conv.attached,
             "created_at": conv.created_at,
             "updated_at": conv.updated_at,
             "messages": [m.as_dict() for m in conv.messages],
@@ -280,6 +305,7 @@ class History:
                 title=data["title"], model=data["model"], system_prompt=data["system_prompt"],
                 params=ChatParams(**data["params"]), memory=data.get("memory", ""),
                 window_start=int(data.get("window_start", 0)), messages=messages,
+                attached=str(data.get("attached") or ""),
                 created_at=data["created_at"], updated_at=data.get("updated_at", time.time()),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
@@ -296,6 +322,8 @@ class History:
             heading = "You" if m.role == "user" else "Assistant"
             note = f" ({m.note})" if m.note else ""
             lines += [f"## {heading}{note}", "", m.content, ""]
+            if m.role == "assistant" and m.sources:
+                lines += [f"- [{p['number']}] {source_label(p)}" for p in m.sources] + [""]
         return "\n".join(lines)
 
 
@@ -309,4 +337,6 @@ def _imported_message(data: dict) -> Message:
     if not isinstance(values["content"], str):
         raise ValueError("a message's content is not text")
     values["created_at"] = float(values["created_at"] or time.time())
+    if values["sources"] is not None and not isinstance(values["sources"], list):
+        raise ValueError("a message's sources are not a list")
     return Message(**values)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from localllm.chat.context import ContextEvent, ContextManager, TokenCounter
 from localllm.chat.conversation import Conversation, Message
+from localllm.chat.grounding import citation_filter, cited
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
 from localllm.errors import LocalLLMError
+from localllm.index.citations import CitationCheck
 
 MEMORY_MAX_TOKENS = 160
 TITLE_CHARS = 60
@@ -40,6 +42,14 @@ class Retracted:
 
 
 @dataclass
+class Grounded:
+    """What the attached documents gave a question: passages, or nothing about it."""
+
+    passages: int
+    text: str
+
+
+@dataclass
 class TurnDone:
     message: Message
     stats: GenerationStats
@@ -47,6 +57,7 @@ class TurnDone:
     withheld: bool = False
     prompt_tokens: int = 0
     events: list[ContextEvent] = field(default_factory=list)
+    given: list[dict] | None = None  # the passages of attached documents the question had
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,10 @@ class ChatSession:
         history: History | None = None,
         guardrails: Guardrails | None = None,
         watermark=None,
+        grounder=None,
     ):
         self.engine = engine
+        self.grounder = grounder  # chat/grounding.Grounder: attached documents, if any
         self.conv = conv
         self.history = history
         self.guardrails = guardrails or Guardrails()
@@ -89,6 +102,8 @@ class ChatSession:
         """
         self.close_unanswered()
         message = Message("user", text, tokens=self.context.counter.count(text))
+        if self.grounder is not None:
+            yield self._ground(message)
         self.conv.messages.append(message)
         try:
             prepared = self.context.prepare(self.conv)
@@ -110,6 +125,14 @@ class ChatSession:
         except BaseException:  # KeyboardInterrupt, GeneratorExit: nothing typed is lost
             self.close_unanswered()
             raise
+
+    def _ground(self, message: Message) -> Grounded:
+        g = self.grounder
+        message.sources = g.passages_for(message.content, self.context.counter.count,
+                                         self.context.budget(self.conv))  # fmt: skip
+        if message.sources is None:
+            return Grounded(0, f"no passage of {g.label} is about this: answered without them")
+        return Grounded(len(message.sources), f"{len(message.sources)} passages from {g.label}")
 
     def regenerate(self, cancel: threading.Event | None = None) -> Iterator:
         """Replace the last answer with a new one."""
@@ -152,18 +175,25 @@ class ChatSession:
             self.history.save_state(self.conv)
         params = self.conv.params
         done = None
+        question = self.conv.messages[-1] if self.conv.messages else None
+        given = question.sources if question is not None and question.role == "user" else None
         for attempt in range(max(1, self.guardrails.max_tries)):
             # A retry must be able to differ: fresh seed, and some temperature if it was greedy.
             seed = params.seed if attempt == 0 or params.seed is None else params.seed + attempt
             temperature = params.temperature if attempt == 0 else max(params.temperature, 0.8)
             sampling = SamplingParams(max_tokens=params.max_tokens, temperature=temperature,
                                       seed=seed, watermark=self.watermark)  # fmt: skip
-            text, done, blocked = yield from self._stream(prepared.tokens, sampling, cancel)
+            shown = citation_filter(given) if given else None
+            text, done, blocked = yield from self._stream(prepared.tokens, sampling, cancel, shown)
             if blocked is None:
                 break
             yield Retracted(f"the answer contained a blocked phrase ({blocked!r}); trying again")
         withheld = blocked is not None
         stats = done.stats
+        sources = None
+        if given and not withheld:  # citations of passages it was not given are removed
+            check = CitationCheck(len(given))
+            text, sources = check.clean(text), cited(check, given)
         answer = Message(
             "assistant",
             WITHHELD if withheld else text.strip(),  # surrounding blank lines carry nothing
@@ -172,14 +202,17 @@ class ChatSession:
             ttft_s=round(stats.ttft_s, 4),
             decode_tps=round(stats.decode_tps, 2),
             note="withheld" if withheld else ("stopped" if done.stopped else None),
+            sources=sources,
         )
         self.conv.messages.append(answer)
         if self.history is not None:
             self.history.add_message(self.conv, answer)
-        yield TurnDone(answer, stats, done.stopped, withheld, len(prepared.tokens), prepared.events)
+        yield TurnDone(answer, stats, done.stopped, withheld, len(prepared.tokens), prepared.events,
+                       given)  # fmt: skip
 
-    def _stream(self, tokens, sampling, cancel):
-        """Stream one attempt; stops early when a blocked phrase appears."""
+    def _stream(self, tokens, sampling, cancel, shown=None):
+        """Stream one attempt; stops early when a blocked phrase appears. shown, a
+        CitationFilter, cleans what is streamed of citations to passages not given."""
         text = ""
         guard = self.guardrails.blocked_phrases
         inner_cancel = threading.Event()
@@ -195,7 +228,11 @@ class ChatSession:
                     inner_cancel.set()
                     continue
                 if not blocked:
-                    yield Token(event.text)
+                    piece = shown.feed(event.text) if shown else event.text
+                    if piece:
+                        yield Token(piece)
+        if shown and not blocked and (rest := shown.finish()):
+            yield Token(rest)
         if blocked:
             done.stopped = False
         return text, done, blocked

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -71,7 +70,7 @@ def ask(question, sources, model, ctx, gpu_layers, k, mode, lang, max_tokens, as
     options = AskOptions(k=k, language=check_language_code(lang) if lang else None,
                          max_tokens=max_tokens, mode=mode)  # fmt: skip
     host = command_host(settings, progress, ctx, gpu_layers, engine=engine_name)
-    store = _open_sources(settings, progress, list(sources), host)
+    store = _open_sources(settings, progress, list(sources))
     try:
         retriever = Retriever(store, _embedder_of(store, host))
         if mode in ("dense", "hybrid") and retriever.embed is None:
@@ -97,25 +96,11 @@ def ask(question, sources, model, ctx, gpu_layers, k, mode, lang, max_tokens, as
         _print_sources(answer, progress)
 
 
-def _open_sources(settings, progress, sources, host):
-    """The index to search: a named one, or one built in memory from the paths given."""
-    from localllm.errors import DocumentIndexError
-    from localllm.index.indexing import Indexer, index_names, open_index
-    from localllm.index.store import DocumentIndex
+def _open_sources(settings, progress, sources):
+    from localllm.index.indexing import open_sources
 
-    names = [s for s in sources if s in index_names(settings) and not Path(s).exists()]
-    if not sources or (len(sources) == 1 and names):
-        return open_index(settings, sources[0] if sources else "default")
-    if names:
-        raise click.UsageError("--in takes one index, or files and folders: not both")
-    store = DocumentIndex(":memory:")
-    report = Indexer(store, progress, settings.cache_dir / "spool").add(sources)
-    if not store.passage_count():
-        store.close()
-        why = "; ".join(f"{path}: {error}" for path, error in report.failed) or "no documents"
-        raise DocumentIndexError(f"nothing to search ({why}): --in takes an index name "
-                                 "(localllm index list) or files and folders")  # fmt: skip
-    for path, why in report.failed:
+    store, _, failed = open_sources(settings, sources, progress, settings.cache_dir / "spool")
+    for path, why in failed:
         progress.message(f"skipped {path}: {why}")
     return store
 

@@ -58,6 +58,28 @@ def open_index(settings: Settings, name: str, *, create: bool = False) -> Docume
     return DocumentIndex(path)
 
 
+def open_sources(settings: Settings, sources: list[str], progress,
+                 spool_dir: Path) -> tuple[DocumentIndex, str, list[tuple[str, str]]]:  # fmt: skip
+    """What a question is asked of: a named index (default: "default"), or files and
+    folders indexed in memory for this use only. Returns (index, how to name it to the
+    user, the paths that could not be read)."""
+    names = [s for s in sources if s in index_names(settings) and not Path(s).exists()]
+    if not sources or (len(sources) == 1 and names):
+        name = sources[0] if sources else DEFAULT_INDEX
+        return open_index(settings, name), f"index {name}", []
+    if names:
+        raise DocumentIndexError("give one index, or files and folders: not both")
+    store = DocumentIndex(":memory:")
+    report = Indexer(store, progress, spool_dir).add(sources)
+    if not store.passage_count():
+        store.close()
+        why = "; ".join(f"{path}: {error}" for path, error in report.failed) or "no documents"
+        raise DocumentIndexError(f"nothing to search ({why}): give an index name "
+                                 "(localllm index list) or files and folders")  # fmt: skip
+    shown = ", ".join(Path(s).name for s in sources[:3]) + (" …" if len(sources) > 3 else "")
+    return store, shown, report.failed
+
+
 @dataclass
 class IndexReport:
     added: list[str] = field(default_factory=list)

@@ -110,7 +110,7 @@ def create_app(config: ServeConfig, settings: Settings, host=None) -> FastAPI:
     app.state.catalog = ServerModels(settings, host)
     app.state.allow_pull = config.allow_pull
     app.state.default_model = config.models[0] if config.models else None
-    app.state.embed = partial(_embed, host)
+    app.state.embed = partial(_embed, host, _embedding_model(settings))
     for router in (openai_api.router, ollama_api.router, llama_api.router):
         app.include_router(router)
 
@@ -151,11 +151,19 @@ def _watermark(settings: Settings, config: ServeConfig):
     return watermark_spec(settings), settings
 
 
-async def _embed(host, model: str | None, inputs: list[str]):
+def _embedding_model(settings: Settings) -> str | None:
+    """[index] embedding_model: what a request naming no model embeds with, so other RAG
+    tools on the machine get the vectors `localllm index` makes."""
+    from localllm.config import load_user_config
+
+    return load_user_config(settings).get("index", {}).get("embedding_model")
+
+
+async def _embed(host, default: str | None, model: str | None, inputs: list[str]):
     """Vectors for inputs from model's embedding engine: (vectors, tokens used, model name)."""
 
     def work():
-        with host.use(model, "embed") as loaded:
+        with host.use(model or default, "embed") as loaded:
             vectors, used = loaded.engine.embed(inputs)
             return vectors, used, loaded.name
 

@@ -11,8 +11,10 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 
+from localllm.errors import LocalLLMError
 from localllm.tui.controller import ChatController
 from localllm.tui.messages import ModelFailed, ModelReady
+from localllm.tui.screens.attach import AttachScreen
 from localllm.tui.screens.chat import ChatScreen
 from localllm.tui.screens.help import HelpScreen
 from localllm.tui.screens.model_picker import ModelChoice, ModelPicker
@@ -26,6 +28,7 @@ class LocalLLMApp(App):
         Binding("f1,question_mark", "help", "Help"),
         Binding("f2", "pick_model", "Model"),
         Binding("f3", "settings", "Settings"),
+        Binding("f4", "attach", "Docs"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -50,6 +53,8 @@ class LocalLLMApp(App):
                             self.action_pick_model)  # fmt: skip
         yield SystemCommand("Conversation settings", "System prompt, temperature, policy (F3)",
                             self.action_settings)  # fmt: skip
+        yield SystemCommand("Attach documents", "Answer from an index or files, with sources (F4)",
+                            self.action_attach)  # fmt: skip
         yield SystemCommand("Keys", "Every key binding (F1)", self.action_help)
         yield SystemCommand("New conversation", "Start a new chat (Ctrl+N)",
                             lambda: self.chat.run_action("new_conversation"))  # fmt: skip
@@ -82,6 +87,24 @@ class LocalLLMApp(App):
 
     def on_model_failed(self, message: ModelFailed) -> None:
         self.notify(message.error, title="model not loaded", severity="error", timeout=10)
+
+    def action_attach(self) -> None:
+        def chosen(spec: str | None) -> None:
+            if spec is not None:
+                self.attach_documents(spec)
+
+        self.push_screen(AttachScreen(self.controller.session.conv.attached), chosen)
+
+    @work(thread=True, exclusive=True, group="attach")
+    def attach_documents(self, spec: str) -> None:
+        """Off the UI thread: files are read and indexed before they can be searched."""
+        try:
+            said = self.controller.attach(spec)
+        except LocalLLMError as exc:
+            self.call_from_thread(self.notify, str(exc), title="not attached", severity="error",
+                                  timeout=10)  # fmt: skip
+            return
+        self.call_from_thread(self.notify, said)
 
     def action_settings(self) -> None:
         conv = self.controller.session.conv

@@ -39,7 +39,12 @@ class ChatController:
         self.watermark = watermark  # a WatermarkSpec: every answer of the app is marked
         self.settings = settings  # where the watermark records the models it marked with
         conv = conversation or self._blank()
-        self.session = ChatSession(engine, conv, history, guardrails, self.watermark)
+        self.grounder = None  # chat/grounding.Grounder: the conversation's attached documents
+        self.session = self._session(conv)
+
+    def _session(self, conv: Conversation) -> ChatSession:
+        return ChatSession(self.engine, conv, self.history, self.guardrails, self.watermark,
+                           self.grounder)  # fmt: skip
 
     def _blank(self) -> Conversation:
         d = self.defaults
@@ -75,12 +80,54 @@ class ChatController:
         return self.history.list(200)
 
     def new_conversation(self) -> None:
-        self.session = ChatSession(self.engine, self._blank(), self.history, self.guardrails,
-                                   self.watermark)  # fmt: skip
+        self._detach()
+        self.session = self._session(self._blank())
 
     def open_conversation(self, conversation_id: int) -> None:
+        """Open a stored conversation; documents it had attached are attached again (this
+        reads them, so call it off the UI thread when it has some)."""
         conv = self.history.get(conversation_id)
-        self.session = ChatSession(self.engine, conv, self.history, self.guardrails, self.watermark)
+        self._detach()
+        self.session = self._session(conv)
+        if conv.attached:
+            self.attach(conv.attached)
+
+    def attach(self, spec: str) -> str:
+        """Attach documents to the conversation: an index name, or files and folders
+        (paths one per line, or separated by spaces); "" detaches. Returns what is attached
+        now, to say to the user."""
+        from localllm.chat.grounding import Grounder
+        from localllm.config import Settings
+        from localllm.index.indexing import open_sources
+        from localllm.index.search import Retriever
+        from localllm.progress import SilentProgress
+
+        self._detach()
+        conv = self.session.conv
+        sources = spec.split("\n") if "\n" in spec else spec.split()
+        sources = [s.strip() for s in sources if s.strip()]
+        said = "no documents attached"
+        if sources:
+            settings = self.settings or Settings.from_env()
+            store, label, failed = open_sources(settings, sources, SilentProgress(),
+                                                settings.cache_dir / "spool")  # fmt: skip
+            self.grounder = Grounder(Retriever(store), label)
+            said = f"answers draw on {label} ({store.passage_count()} passages)"
+            if store.meta("embedding_model"):
+                said += "; ranked by words only here (`localllm ask` uses its vectors too)"
+            if failed:
+                said += f"; {len(failed)} path(s) could not be read: {failed[0][0]}"
+        conv.attached = "\n".join(sources)
+        self.session.grounder = self.grounder
+        if conv.id is not None:
+            self.history.save_state(conv)
+        return said
+
+    def _detach(self) -> None:
+        if self.grounder is not None:
+            self.grounder.close()
+        self.grounder = None
+        self.session.grounder = None
 
     def delete_conversation(self, conversation_id: int) -> None:
         self.history.delete(conversation_id)
@@ -93,7 +140,7 @@ class ChatController:
         self.model_name = name
         conv = self.session.conv
         conv.model = name
-        self.session = ChatSession(engine, conv, self.history, self.guardrails, self.watermark)
+        self.session = self._session(conv)
         if self.watermark is not None and self.settings is not None:
             from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
 

@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from localllm.chat.grounding import sources_note
 from localllm.tui.messages import (
     AnswerChunk,
     AnswerFinished,
@@ -101,7 +102,13 @@ class ChatScreen(Screen):
 
     async def show_conversation(self) -> None:
         self.editing = False  # Ctrl+E was about the conversation shown until now
-        entries = [Entry(m.role, m.content, m.note) for m in self.controller.session.conv.messages]
+        entries, given = [], None
+        for m in self.controller.session.conv.messages:
+            entries.append(Entry(m.role, m.content, m.note))
+            if m.role == "user":
+                given = m.sources
+            elif note := sources_note(m.sources, given):
+                entries.append(Entry("notice", note))
         await self.query_one(Transcript).show(entries)
         self.refresh_sidebar()
         self.refresh_status()
@@ -157,7 +164,7 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, group="generate")
     def generate(self, how: str, text: str | None = None) -> None:
         """Runs in a worker thread; talks to the UI only through messages."""
-        from localllm.chat.session import ContextNotice, Retracted, TurnDone
+        from localllm.chat.session import ContextNotice, Grounded, Retracted, TurnDone
         from localllm.engine import Token
         from localllm.errors import LocalLLMError
 
@@ -177,6 +184,8 @@ class ChatScreen(Screen):
                 batch.flush()  # text first, so notices and the end arrive in order
                 if isinstance(event, ContextNotice):
                     self.post_message(ContextNoticed(event.event.text))
+                elif isinstance(event, Grounded):
+                    self.post_message(ContextNoticed(event.text))
                 elif isinstance(event, Retracted):
                     self.post_message(AnswerRetracted(event.reason))
                 elif isinstance(event, TurnDone):
@@ -211,6 +220,8 @@ class ChatScreen(Screen):
                 await self.answer.replace(done.message.content)
             await self.answer.finish(done.message.note)
         self.answer = None
+        if note := sources_note(done.message.sources, done.given):
+            await self.query_one(Transcript).add_notice(note)
         self._set_busy(False)
         self.refresh_status(done.stats.decode_tps)
         self.refresh_sidebar()

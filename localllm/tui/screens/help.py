@@ -20,6 +20,7 @@ KEYS = [
     ("Delete", "delete the chat (in the list)"),
     ("F2", "choose or download a model"),
     ("F3", "system prompt and settings"),
+    ("F4", "attach documents (an index or files): answers cite them"),
     ("Ctrl+P", "command palette"),
     ("F1 / ?", "this help"),
     ("Ctrl+Q", "quit"),
