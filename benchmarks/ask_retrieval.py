@@ -157,6 +157,19 @@ def load_embedder(model: str):
     return embed, resolved.name
 
 
+def report_line(label: str, index, report) -> str:
+    return (f"{label}: {index.passage_count()} passages from {report.pages} pages in "
+            f"{report.seconds:.1f} s ({report.pages / report.seconds:.0f} pages/s, "
+            f"{report.passages / report.seconds:.0f} passages/s)")  # fmt: skip
+
+
+def print_quality(rows: dict) -> None:
+    for mode, (recall5, mrr, lat) in rows.items():
+        print(f"  {mode:<8} recall@5 {recall5:.3f}  MRR {mrr:.3f}  query p50 "
+              f"{percentile(lat, 50):.1f} ms  p95 {percentile(lat, 95):.1f} ms  "
+              f"({len(lat)} questions)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embed", default="smollm2-135m",
@@ -167,38 +180,31 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) * 2 // 3 for s in args.passages.split(",")]
     rng = random.Random(1)
-    rows = {}
+    lexical = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, towns in enumerate(sizes):
-            embed, embed_name = (None, None)
-            if i == 0 and args.embed != "none":
-                embed, embed_name = load_embedder(args.embed)
-            index, questions, report = build(Path(tmp) / str(towns), towns, embed)
+        for towns in sizes:  # words only: the index's own throughput and query latency
+            index, questions, report = build(Path(tmp) / f"lexical-{towns}", towns)
             sample = rng.sample(questions, min(args.questions, len(questions)))
+            lexical[towns] = (index.passage_count(), report,
+                              quality(Retriever(index), sample, "lexical"))  # fmt: skip
+            print(report_line(f"{towns} towns, words only", index, report))
+            print_quality({"lexical": lexical[towns][2]})
+            index.close()
+        if args.embed != "none":  # the smallest collection again, with vectors
+            embed, embed_name = load_embedder(args.embed)
+            index, questions, report = build(Path(tmp) / "dense", sizes[0], embed)
+            sample = random.Random(1).sample(questions, min(args.questions, len(questions)))
             retriever = Retriever(index, embed)
-            modes = ["lexical"] + (["dense", "hybrid"] if embed else [])
-            rows[towns] = {"passages": index.passage_count(), "report": report, "modes": {}}
-            for mode in modes:
-                rows[towns]["modes"][mode] = quality(retriever, sample, mode)
-            print(f"{towns} towns: {index.passage_count()} passages from {report.pages} pages "
-                  f"in {report.seconds:.1f} s ({report.pages / report.seconds:.0f} pages/s, "
-                  f"{report.passages / report.seconds:.0f} passages/s"
-                  + (f", embedded with {embed_name}" if embed else "") + ")")  # fmt: skip
-            for mode, (recall5, mrr, lat) in rows[towns]["modes"].items():
-                print(f"  {mode:<8} recall@5 {recall5:.3f}  MRR {mrr:.3f}  query p50 "
-                      f"{percentile(lat, 50):.1f} ms  p95 {percentile(lat, 95):.1f} ms  "
-                      f"({len(lat)} questions)")  # fmt: skip
+            print(report_line(f"{sizes[0]} towns, vectors from {embed_name}", index, report))
+            print_quality({mode: quality(retriever, sample, mode)
+                           for mode in ("lexical", "dense", "hybrid")})  # fmt: skip
             index.close()
     if len(sizes) == 2:
-        small, large = (rows[s] for s in sizes)
-        grow = large["passages"] / small["passages"]
-        rate = [r["report"].pages / r["report"].seconds for r in (small, large)]
-        p50 = [percentile(r["modes"]["lexical"][2], 50) for r in (small, large)]
-        p95 = [percentile(r["modes"]["lexical"][2], 95) for r in (small, large)]
-        print(
-            f"growth x{grow:.1f} passages: index pages/s ratio {rate[1] / rate[0]:.2f}, "
-            f"lexical p50 ratio {p50[1] / p50[0]:.2f}, p95 ratio {p95[1] / p95[0]:.2f}"
-        )
+        (n0, r0, q0), (n1, r1, q1) = (lexical[s] for s in sizes)
+        rate0, rate1 = r0.pages / r0.seconds, r1.pages / r1.seconds
+        print(f"x{n1 / n0:.1f} passages: indexing pages/s ratio {rate1 / rate0:.2f}; query "
+              f"p50 ratio {percentile(q1[2], 50) / percentile(q0[2], 50):.2f}, p95 ratio "
+              f"{percentile(q1[2], 95) / percentile(q0[2], 95):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

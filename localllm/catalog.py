@@ -21,7 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-KINDS = ("chat", "base")
+KINDS = ("chat", "base", "embedding")
+POOLINGS = ("mean", "cls", "last")  # how an embedding model turns token states into a vector
+THINKING = ("switchable", "always")  # reasons before answering: can be turned off, or always
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class QuantSpec:
 
 
 @dataclass(frozen=True)
+class EmbeddingSpec:
+    dimensions: int
+    pooling: str  # one of POOLINGS
+    max_input: int  # tokens one input may have
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     family: str
@@ -60,13 +69,21 @@ class ModelSpec:
     parameters: str
     context_length: int
     license: str
-    kind: str  # "chat" or "base"
+    kind: str  # "chat", "base" or "embedding"
     hub_repo: str
     base_repo: str | None  # the original (unquantized) model
     default_quant: str
     quants: dict[str, QuantSpec]
     gated: bool = False
     commercial_use: bool = True
+    replaced_by: str | None = None  # a newer entry that does this model's job better
+    embedding: EmbeddingSpec | None = None  # kind "embedding" only
+    thinking: str | None = None  # one of THINKING, for models that reason first
+    note: str | None = None  # what a user should know before pulling (size, languages)
+
+    @property
+    def superseded(self) -> bool:
+        return self.replaced_by is not None
 
     def quant(self, quant: str | None = None) -> QuantSpec:
         """The requested quant, or the default one; raises ModelNotFound for unknown quants."""
@@ -164,6 +181,9 @@ def _parse_model(name: str, table: Any) -> ModelSpec:
     context_length = f.get("context_length", int)
     if context_length <= 0:
         raise CatalogError(f"models.toml: {where}: field 'context_length' must be positive")
+    thinking = f.get("thinking", str, None)
+    if thinking is not None and thinking not in THINKING:
+        raise CatalogError(f"models.toml: {where}: field 'thinking' must be one of {THINKING}")
     return ModelSpec(
         name=name,
         family=f.get("family", str),
@@ -178,7 +198,28 @@ def _parse_model(name: str, table: Any) -> ModelSpec:
         quants=quants,
         gated=f.get("gated", bool, False),
         commercial_use=f.get("commercial_use", bool, True),
+        replaced_by=f.get("replaced_by", str, None),
+        embedding=_parse_embedding(where, kind, f),
+        thinking=thinking,
+        note=f.get("note", str, None),
     )
+
+
+def _parse_embedding(where: str, kind: str, f: _Field) -> EmbeddingSpec | None:
+    table = f.get("embedding", dict, None)
+    if (table is None) != (kind != "embedding"):
+        raise CatalogError(f"models.toml: {where}: an [embedding] table (dimensions, pooling, "
+                           "max_input) goes with kind = 'embedding', and only with it")  # fmt: skip
+    if table is None:
+        return None
+    e = _Field(f"{where} embedding", table)
+    spec = EmbeddingSpec(e.get("dimensions", int), e.get("pooling", str), e.get("max_input", int))
+    if spec.pooling not in POOLINGS:
+        raise CatalogError(f"models.toml: {where}: embedding pooling must be one of {POOLINGS}")
+    if spec.dimensions <= 0 or spec.max_input <= 0:
+        raise CatalogError(f"models.toml: {where}: embedding dimensions and max_input must be "
+                           "positive")  # fmt: skip
+    return spec
 
 
 def parse_catalog(text: str, origin: str = "models.toml") -> dict[str, ModelSpec]:
@@ -190,7 +231,14 @@ def parse_catalog(text: str, origin: str = "models.toml") -> dict[str, ModelSpec
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise CatalogError(f"{origin}: needs a [models.NAME] table per model")
-    return {name: _parse_model(name, table) for name, table in models.items()}
+    specs = {name: _parse_model(name, table) for name, table in models.items()}
+    for spec in specs.values():
+        if spec.replaced_by is not None and spec.replaced_by not in specs:
+            raise CatalogError(f"{origin}: model {spec.name!r}: replaced_by names "
+                               f"{spec.replaced_by!r}, which is not in the catalogue")  # fmt: skip
+        if spec.replaced_by == spec.name:
+            raise CatalogError(f"{origin}: model {spec.name!r} cannot replace itself")
+    return specs
 
 
 def _catalog_text() -> str:

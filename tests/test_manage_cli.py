@@ -182,7 +182,8 @@ def test_the_catalogue_covers_the_promised_families():
     families = {spec.family for spec in catalog.values()}
     assert {"smollm2", "qwen2.5", "qwen3", "llama3.2", "gemma3", "phi3", "mistral"} <= families
     for spec in catalog.values():
-        assert {"q4_k_m", "q8_0"} <= set(spec.quants), spec.name
+        if spec.kind == "chat" and spec.family != "gpt-oss":  # gpt-oss ships in MXFP4 only
+            assert "q4_k_m" in spec.quants, spec.name
         assert spec.default_quant in spec.quants
     assert catalog["qwen2.5-3b"].commercial_use is False
     assert catalog["llama3.2-1b"].gated is True
@@ -201,3 +202,25 @@ def test_the_second_starter_model_runs(fresh_home):
     assert "no chat template" in proc.stderr  # a base model: plain completion, with a notice
     stats = json.loads(proc.stderr.strip().splitlines()[-1])
     assert stats["completion_tokens"] == 12
+
+
+def test_search_and_show_of_the_current_catalogue_offline(fresh_home):
+    found = run_cli("search", "qwen", "--json", home=fresh_home, LOCALLLM_OFFLINE="1")
+    names = [m["name"] for m in json.loads(found.stdout)["catalog"]]
+    assert names.index("qwen3.5-2b") < names.index("qwen3-4b") < names.index("qwen2.5-3b")
+    assert names[-1] == "qwen2.5-3b"  # superseded entries come last
+    text = run_cli("search", "mistral", home=fresh_home, LOCALLLM_OFFLINE="1").stdout
+    assert "[superseded by ministral3-8b]" in text and text.index("ministral3-8b") < text.index(
+        "mistral-7b ")  # fmt: skip
+    embeddings = run_cli("search", "embedding", "--json", home=fresh_home, LOCALLLM_OFFLINE="1")
+    kinds = {m["name"]: m["kind"] for m in json.loads(embeddings.stdout)["catalog"]}
+    assert kinds["bge-m3"] == "embedding" and kinds["qwen3-embedding-0.6b"] == "embedding"
+    shown = json.loads(run_cli("show", "gpt-oss-20b", "--json", home=fresh_home,
+                               LOCALLLM_OFFLINE="1").stdout)  # fmt: skip
+    assert shown["thinking"] == "always" and shown["default_quant"] == "mxfp4"
+    assert "16 GB" in shown["note"]
+    bge = run_cli("show", "bge-m3", home=fresh_home, LOCALLLM_OFFLINE="1").stdout
+    assert "1024 dimensions, cls pooling" in bge
+    old = json.loads(run_cli("show", "mistral-7b", "--json", home=fresh_home,
+                             LOCALLLM_OFFLINE="1").stdout)  # fmt: skip
+    assert old["superseded_by"] == "ministral3-8b"

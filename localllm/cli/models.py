@@ -97,6 +97,8 @@ def list_models(as_json):
       localllm list
       localllm list --json
     """
+    from localllm.catalog import load_catalog
+    from localllm.store.inspect import replacement_note
     from localllm.store.registry import Registry
 
     entries = sorted(Registry(_settings()).all().values(), key=lambda e: e.name)
@@ -118,6 +120,10 @@ def list_models(as_json):
             e.architecture or "-", _source_label(e), _ago(e.last_used),
         )  # fmt: skip
     Console().print(table)
+    catalog = load_catalog()
+    for e in entries:  # a newer model does the job better: say so
+        if note := replacement_note(catalog.get(e.catalog_name or "")):
+            click.echo(note)
 
 
 def _source_label(e) -> str:
@@ -194,6 +200,9 @@ def _print_show(r: dict) -> None:
                 )
         elif key == "quality":
             table.add_row("quality", _quality_line(value))
+        elif key == "embedding":
+            table.add_row("embedding", f"{value['dimensions']} dimensions, {value['pooling']} "
+                          f"pooling, inputs up to {value['max_input']} tokens")  # fmt: skip
         elif key == "tensor_types":
             table.add_row("tensor types", ", ".join(f"{k} x{v}" for k, v in value.items()))
         elif key in ("size", "weights_bytes"):
@@ -279,7 +288,11 @@ def search(term, as_json, limit):
         click.echo("catalogue:")
         for m in result["catalog"]:
             flags = "" if m["commercial_use"] else "  [non-commercial]"
-            click.echo(f"  {m['name']:<16} {m['parameters']:>5}  {m['description']}{flags}")
+            if m["kind"] == "embedding":
+                flags += "  [embeddings]"
+            if m["superseded_by"]:
+                flags += f"  [superseded by {m['superseded_by']}]"
+            click.echo(f"  {m['name']:<22} {m['parameters']:>5}  {m['description']}{flags}")
     if result["hub"]:
         click.echo("Hugging Face hub (pull with hf:REPO):")
         for repo in result["hub"]:

@@ -36,7 +36,8 @@ from localllm.engine.base import (
     SamplingParams,
     Token,
 )
-from localllm.engine.llama import LlamaModelText, _common_prefix, open_llama, plan_load
+from localllm.engine.llama import LlamaModelText, open_llama, plan_load
+from localllm.engine.prefix import can_cut_back, common_prefix, plan_reuse
 from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
@@ -86,6 +87,7 @@ class BatchEngine(LlamaModelText):
         self.max_queue = max_queue
         self._ctx = llm._ctx.ctx
         self._memory = self._lib.llama_get_memory(self._ctx)
+        self._can_cut = can_cut_back(self._lib, llm._model.model)
         self._batch = self._lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [_Slot(i) for i in range(parallel)]
         self._pending: deque[_Request] = deque()
@@ -212,19 +214,18 @@ class BatchEngine(LlamaModelText):
                 request.sink(Finished(stats=request.stats, stopped=True))
                 continue
             tokens = request.tokens
-            slot = max(idle, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
+            slot = max(idle, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
             self._start(slot, request)
 
     def _start(self, slot: _Slot, request: _Request) -> None:
         # At least the prompt's last token is decoded again: its logits give the first answer.
-        keep = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
-        if keep < len(slot.cached):
-            mem, seq = self._memory, slot.seq_id
-            if not self._lib.llama_memory_seq_rm(mem, seq, keep, -1):
-                # Some caches (sliding-window attention) cannot drop a tail: start afresh.
-                self._lib.llama_memory_seq_rm(mem, seq, -1, -1)
-                keep = 0
-            del slot.cached[keep:]
+        reuse = plan_reuse(slot.cached, request.tokens, can_cut=self._can_cut)
+        keep, mem, seq = reuse.keep, self._memory, slot.seq_id
+        # Some caches (sliding-window attention) cannot drop a tail either: start afresh.
+        if reuse.rebuild or (reuse.cut and not self._lib.llama_memory_seq_rm(mem, seq, keep, -1)):
+            self._lib.llama_memory_seq_rm(mem, seq, -1, -1)
+            keep = 0
+        del slot.cached[keep:]
         params = request.params
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         try:

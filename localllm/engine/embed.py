@@ -1,7 +1,7 @@
 """Embeddings: a model loaded in llama.cpp's embedding mode, mean-pooled and L2-normalised.
 
-Generative models have no pooling of their own in their header; the mean of the
-last hidden states is what llama-server and Ollama give for them too. One call
+Embedding models carry their pooling in their header and get it; generative models have
+none, and get the mean of the last hidden states, as llama-server and Ollama give them. One call
 at a time (a lock): llama.cpp's embedding context is not shared.
 """
 
@@ -17,6 +17,14 @@ from localllm.engine.llama import _silence_llama_cpp_log, plan_load
 from localllm.errors import ContextOverflow, ModelLoadError
 
 EMBED_CTX = 2048  # tokens one input may have (the model's trained context if smaller)
+
+
+def _pooling(info, llama_cpp) -> int:
+    """An embedding model's own pooling (CLS for BGE, last token for Qwen3-Embedding), as its
+    header gives it; the mean for a generative model, whose header has none."""
+    if info.get(f"{info.architecture}.pooling_type") is not None:
+        return llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED  # llama.cpp reads the header's own
+    return llama_cpp.LLAMA_POOLING_TYPE_MEAN
 
 
 class EmbeddingEngine:
@@ -43,7 +51,7 @@ class EmbeddingEngine:
             llm = llama_cpp.Llama(
                 model_path=str(path), embedding=True, n_ctx=plan.n_ctx, n_batch=plan.n_ctx,
                 n_ubatch=plan.n_ctx, n_threads=plan.n_threads, n_threads_batch=plan.n_threads,
-                n_gpu_layers=plan.n_gpu_layers, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_gpu_layers=plan.n_gpu_layers, pooling_type=_pooling(info, llama_cpp),
                 verbose=options.verbose,
             )  # fmt: skip
         except (ValueError, RuntimeError, OSError) as exc:

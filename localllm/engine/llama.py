@@ -33,6 +33,7 @@ from localllm.engine.build import (
 )
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
+from localllm.engine.prefix import can_cut_back, plan_reuse
 from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
@@ -57,15 +58,6 @@ def _silence_llama_cpp_log() -> None:
 
         _QUIET_LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, data: None)
         llama_cpp.llama_log_set(_QUIET_LOG_CALLBACK, ctypes.c_void_p(0))
-
-
-def _common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def plan_load(path: str | Path, options: LoadOptions, *, n_seq: int = 1):
@@ -208,6 +200,7 @@ class LlamaEngine(LlamaModelText):
         super().__init__(llm, info, plan, load_s)
         self._lock = threading.Lock()
         self._kv_tokens: list[int] = []  # what the KV cache holds, in order
+        self._can_cut = can_cut_back(self._lib, llm._model.model)
 
     @classmethod
     def load(cls, path: str | Path, options: LoadOptions | None = None) -> LlamaEngine:
@@ -232,14 +225,17 @@ class LlamaEngine(LlamaModelText):
         At least the prompt's last token is always computed again: its logits are
         what the first answer token is sampled from.
         """
-        keep = min(_common_prefix(self._kv_tokens, prompt_tokens), len(prompt_tokens) - 1)
-        if keep < len(self._kv_tokens):
+        reuse = plan_reuse(self._kv_tokens, prompt_tokens, can_cut=self._can_cut)
+        if reuse.rebuild:
+            self.reset()
+            return 0
+        if reuse.cut:
             # Some caches (sliding-window attention) cannot drop a tail: start afresh.
-            if not self._llm._ctx.kv_cache_seq_rm(0, keep, -1):
+            if not self._llm._ctx.kv_cache_seq_rm(0, reuse.keep, -1):
                 self.reset()
                 return 0
-            del self._kv_tokens[keep:]
-        return keep
+            del self._kv_tokens[reuse.keep :]
+        return reuse.keep
 
     def _logits(self, row: int):
         """The logits row llama.cpp will sample from, as a writable numpy view."""

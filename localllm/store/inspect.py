@@ -6,6 +6,7 @@ Read-only: nothing here downloads a model or changes the registry.
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 from localllm.catalog import ModelSpec, catalog_target_name, load_catalog
@@ -36,7 +37,19 @@ def _catalog_facts(spec: ModelSpec) -> dict:
         "quants": sorted(spec.quants),
         "default_quant": spec.default_quant,
         "hub_repo": spec.hub_repo,
+        "catalogue_context_length": spec.context_length,
+        **({"thinking": spec.thinking} if spec.thinking else {}),
+        **({"embedding": asdict(spec.embedding)} if spec.embedding else {}),
+        **({"note": spec.note} if spec.note else {}),
+        **({"superseded_by": spec.replaced_by} if spec.replaced_by else {}),
     }
+
+
+def replacement_note(spec: ModelSpec | None) -> str | None:
+    """What to say about a superseded entry: which one replaces it and how to get it."""
+    if spec is None or spec.replaced_by is None:
+        return None
+    return f"{spec.name} is superseded by {spec.replaced_by}: `localllm pull {spec.replaced_by}`"
 
 
 def memory_table(info, contexts=(2048, 8192)) -> list[dict]:
@@ -109,11 +122,17 @@ def _hub_search(settings: Settings, term: str, limit: int) -> list[dict]:
 def search_models(settings: Settings, term: str, *, limit: int = 15) -> dict:
     """Catalogue entries matching term; the hub's GGUF repos too when online."""
     words = term.lower().split()
+    matches = [
+        s
+        for s in load_catalog().values()
+        if all(w in f"{s.name} {s.family} {s.kind} {s.description}".lower() for w in words)
+    ]
+    matches.sort(key=lambda s: s.superseded)  # stable: file order, newest first, kept
     catalog = [
         {"name": s.name, "parameters": s.parameters, "description": s.description,
-         "license": s.license, "commercial_use": s.commercial_use, "kind": s.kind}
-        for s in load_catalog().values()
-        if all(w in f"{s.name} {s.family} {s.description}".lower() for w in words)
+         "license": s.license, "commercial_use": s.commercial_use, "kind": s.kind,
+         "superseded_by": s.replaced_by, "thinking": s.thinking}
+        for s in matches
     ]  # fmt: skip
     result: dict = {"catalog": catalog, "hub": [], "hub_note": None}
     if settings.offline:
