@@ -49,11 +49,12 @@ class PreparedPrompt:
 class TokenCounter:
     """Renders message lists with the engine's template and measures them in tokens."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, template_vars: dict | None = None):
         self.engine = engine
+        self.template_vars = template_vars or {}  # e.g. enable_thinking for --no-think
 
     def render(self, messages: list[dict]) -> list[int]:
-        return self.engine.tokenize(self.engine.render_chat(messages))
+        return self.engine.tokenize(self.engine.render_chat(messages, **self.template_vars))
 
     def count(self, text: str) -> int:
         return len(self.engine.tokenize(text, special=False, add_bos=False))
@@ -86,8 +87,9 @@ def system_message(conv: Conversation) -> list[dict]:
 class ContextManager:
     """Builds each turn's prompt; updates conv.window_start and conv.memory as it evicts."""
 
-    def __init__(self, engine, fold: Callable[[str, list[dict]], str] | None = None):
-        self.counter = TokenCounter(engine)
+    def __init__(self, engine, fold: Callable[[str, list[dict]], str] | None = None,
+                 template_vars: dict | None = None):  # fmt: skip
+        self.counter = TokenCounter(engine, template_vars)
         self.n_ctx = engine.n_ctx
         self.fold = fold
 

@@ -26,6 +26,7 @@ class Message:
     # (numbered from 1); for an answer, those it cited. Each: number, path, page, start,
     # end, text.
     sources: list[dict] | None = None
+    reasoning: str | None = None  # a thinking model's reasoning: kept, never sent back
     id: int | None = None  # history row id once stored
 
     def as_dict(self) -> dict:
@@ -40,6 +41,7 @@ class ChatParams:
     max_tokens: int = 512  # the reply reserve: room kept free for the answer
     seed: int | None = None
     policy: str = "summary"  # what to do with turns that no longer fit: summary | window | off
+    think: bool | None = None  # thinking models: reason first (True), not (False), default
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

@@ -45,6 +45,7 @@ def m002_sources(db: sqlite3.Connection) -> None:
     # The passages of attached documents a question was given and its answer cited (JSON),
     # and what a conversation has attached.
     db.execute("ALTER TABLE messages ADD COLUMN sources TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")  # a thinking model's, apart
     db.execute("ALTER TABLE conversations ADD COLUMN attached TEXT NOT NULL DEFAULT ''")
 
 
@@ -98,7 +99,7 @@ CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id
 ROLES = ("system", "user", "assistant")
 EXPORT_FORMAT = "localllm-conversation/1"
 _MESSAGE_FIELDS = ("role", "content", "tokens", "completion_tokens", "ttft_s", "decode_tps",
-                   "note", "created_at", "sources")  # fmt: skip
+                   "note", "created_at", "sources", "reasoning")  # fmt: skip
 _JSON_FIELDS = frozenset({"sources"})  # stored as JSON text
 
 

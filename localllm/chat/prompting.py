@@ -75,7 +75,7 @@ def normalize_messages(messages: object) -> list[dict]:
 
 def build_prompt(
     engine, messages: list[dict], *, reserve: int, policy: str = "off", tools=None,
-    fold: Callable[[str, list[dict]], str] | None = None,
+    fold: Callable[[str, list[dict]], str] | None = None, template_vars: dict | None = None,
 ) -> ApiPrompt:  # fmt: skip
     """Tokens for answering messages with `reserve` tokens of room; ContextOverflow if none."""
     events = []
@@ -85,7 +85,8 @@ def build_prompt(
         tools = None
         said = "this model's chat template has no tool support: the tools were described in "
         events.append(ContextEvent("tools", 0, 0, said + "the system message"))
-    tokens = engine.tokenize(engine.render_chat(messages, tools=tools or None))
+    extra = template_vars or {}
+    tokens = engine.tokenize(engine.render_chat(messages, tools=tools or None, **extra))
     n_ctx = engine.n_ctx
     if len(tokens) + max(1, reserve) <= n_ctx:
         return ApiPrompt(tokens, events)
@@ -102,5 +103,5 @@ def build_prompt(
                         params=ChatParams(max_tokens=reserve, policy=policy),
                         messages=[Message(m["role"], m["content"]) for m in messages
                                   if m["role"] != "system"])  # fmt: skip
-    prepared = ContextManager(engine, fold=fold).prepare(conv)
+    prepared = ContextManager(engine, fold=fold, template_vars=extra).prepare(conv)
     return ApiPrompt(prepared.tokens, [*events, *prepared.events])

@@ -18,6 +18,8 @@ from localllm.chat.conversation import Conversation, Message
 from localllm.chat.grounding import citation_filter, cited
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
+from localllm.engine.base import Reasoning
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
 from localllm.errors import LocalLLMError
 from localllm.index.citations import CitationCheck
 
@@ -82,11 +84,13 @@ class ChatSession:
     ):
         self.engine = engine
         self.grounder = grounder  # chat/grounding.Grounder: attached documents, if any
+        self.thinking = engine_thinking(engine)
+        template_vars = self.thinking.template_vars(conv.params.think, conv.model)
         self.conv = conv
         self.history = history
         self.guardrails = guardrails or Guardrails()
         self.watermark = watermark  # a WatermarkSpec: every answer carries the green-list bias
-        self.context = ContextManager(engine, fold=self._fold)
+        self.context = ContextManager(engine, fold=self._fold, template_vars=template_vars)
         self._fold_cache: dict[str, str] = {}
 
     # -- turns ------------------------------------------------------------------
@@ -184,12 +188,15 @@ class ChatSession:
             sampling = SamplingParams(max_tokens=params.max_tokens, temperature=temperature,
                                       seed=seed, watermark=self.watermark)  # fmt: skip
             shown = citation_filter(given) if given else None
-            text, done, blocked = yield from self._stream(prepared.tokens, sampling, cancel, shown)
+            text, done, blocked, reasoning = yield from self._stream(prepared.tokens, sampling,
+                                                                     cancel, shown)  # fmt: skip
             if blocked is None:
                 break
             yield Retracted(f"the answer contained a blocked phrase ({blocked!r}); trying again")
         withheld = blocked is not None
         stats = done.stats
+        if reasoning:  # counted apart, as llama-server's reasoning_tokens
+            stats.reasoning_tokens = self.context.counter.count(reasoning)
         sources = None
         if given and not withheld:  # citations of passages it was not given are removed
             check = CitationCheck(len(given))
@@ -203,6 +210,7 @@ class ChatSession:
             decode_tps=round(stats.decode_tps, 2),
             note="withheld" if withheld else ("stopped" if done.stopped else None),
             sources=sources,
+            reasoning=None if withheld else (reasoning.strip() or None),
         )
         self.conv.messages.append(answer)
         if self.history is not None:
@@ -213,15 +221,21 @@ class ChatSession:
     def _stream(self, tokens, sampling, cancel, shown=None):
         """Stream one attempt; stops early when a blocked phrase appears. shown, a
         CitationFilter, cleans what is streamed of citations to passages not given."""
-        text = ""
+        text = reasoning = ""
         guard = self.guardrails.blocked_phrases
         inner_cancel = threading.Event()
         watch = cancel if cancel is not None else inner_cancel
         done = None
         blocked = None
-        for event in self.engine.stream(tokens, sampling, _Either(watch, inner_cancel)):
+        events = self.engine.stream(tokens, sampling, _Either(watch, inner_cancel))
+        tail = self.engine.detokenize(tokens[-16:]) if self.thinking.format else ""
+        for event in split_reasoning(events, self.thinking, tail):
             if isinstance(event, Finished):
                 done = event
+            elif isinstance(event, Reasoning):  # shown apart, stored apart, never fed back
+                reasoning += event.text
+                if not blocked:
+                    yield event
             else:
                 text += event.text
                 if guard and (blocked := self.guardrails.violation(text)):
@@ -235,7 +249,7 @@ class ChatSession:
             yield Token(rest)
         if blocked:
             done.stopped = False
-        return text, done, blocked
+        return text, done, blocked, reasoning
 
     # -- memory -----------------------------------------------------------------
 
@@ -257,13 +271,14 @@ def fold_turns(engine, memory: str, evicted: list[dict]) -> str:
     request = (
         f"Summary so far:\n{memory}\n\n" if memory else ""
     ) + f"New exchanges:\n{transcript}\n\nUpdated summary:"
-    prompt = engine.tokenize(
-        engine.render_chat(
-            [{"role": "system", "content": FOLD_INSTRUCTIONS}, {"role": "user", "content": request}]
-        )
-    )
+    thinking = engine_thinking(engine)
+    messages = [{"role": "system", "content": FOLD_INSTRUCTIONS},
+                {"role": "user", "content": request}]  # fmt: skip
+    prompt = engine.tokenize(engine.render_chat(messages, **answer_only(thinking)))
     params = SamplingParams(max_tokens=MEMORY_MAX_TOKENS, temperature=0.0, seed=0)
-    summary = "".join(e.text for e in engine.stream(prompt, params) if isinstance(e, Token)).strip()
+    tail = engine.detokenize(prompt[-16:]) if thinking.format else ""
+    events = split_reasoning(engine.stream(prompt, params), thinking, tail)
+    summary = "".join(e.text for e in events if isinstance(e, Token)).strip()  # no reasoning
     return summary or memory  # a model that says nothing must not erase the memory
 
 

@@ -22,10 +22,16 @@ from localllm.cli.common import (
 @click.option("--id", "conversation_id", type=int, default=None, help="Reopen conversation ID.")
 @ctx_option
 @gpu_layers_option
+@click.option(
+    "--think/--no-think",
+    default=None,
+    help="Thinking models: reason before answering, or not (default: the model's).",
+)
 @watermark_option
 @quiet_option
 @engine_option
-def chat(model, continue_, conversation_id, ctx, gpu_layers, watermark, quiet, engine_name):
+def chat(model, continue_, conversation_id, ctx, gpu_layers, think, watermark, quiet,
+         engine_name):  # fmt: skip
     """Chat with a model in the terminal (Textual app).
 
     Enter sends, Ctrl+J adds a line, Escape stops an answer, F2 switches model,
@@ -38,6 +44,7 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, watermark, quiet, e
       localllm chat --continue
       localllm chat qwen3.5-9b@gpu
       localllm chat --watermark      # or [chat] watermark = "on" in config.toml
+      localllm chat qwen3.5-2b --no-think
     """
     from localllm.chat.conversation import ChatParams
     from localllm.chat.history import History
@@ -55,6 +62,8 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, watermark, quiet, e
     conv = None
     if continue_ or conversation_id is not None:
         conv = history.get(conversation_id) if conversation_id is not None else history.latest()
+        if think is not None:
+            conv.params.think = think
     progress = TerminalProgress(quiet=quiet)
     wanted = model or (conv.model if conv else None)
     if engine_name:  # the first model only: F2 can still pick a local one
@@ -78,6 +87,7 @@ def chat(model, continue_, conversation_id, ctx, gpu_layers, watermark, quiet, e
         temperature=float(chat_config.get("temperature", 0.7)),
         max_tokens=int(chat_config.get("max_tokens", 512)),
         policy=chat_config.get("context_policy", "summary"),
+        think=think,
     )
     controller = ChatController(
         engine, resolved.name, history, conv, guardrails_from_config(config),

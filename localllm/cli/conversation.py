@@ -12,7 +12,7 @@ def history_path(settings: Settings):
 
 
 def open_conversation(settings: Settings, *, model, system, continue_, conversation_id, no_save,
-                      max_tokens, temperature, seed, policy):  # fmt: skip
+                      max_tokens, temperature, seed, policy, think=None):  # fmt: skip
     """The conversation to add a turn to (stored unless no_save), and its history."""
     from localllm.chat.conversation import ChatParams, Conversation
     from localllm.chat.history import History
@@ -34,20 +34,25 @@ def open_conversation(settings: Settings, *, model, system, continue_, conversat
         )  # fmt: skip
         if policy:
             conv.params.policy = policy
+        if think is not None:
+            conv.params.think = think
         return conv, history
     conv = Conversation(
         model=model or chat_config.get("model") or DEFAULT_MODEL,
         system_prompt=system if system is not None else chat_config.get("system_prompt", ""),
         params=ChatParams(
             temperature=temperature, max_tokens=max_tokens, seed=seed,
-            policy=policy or chat_config.get("context_policy", "summary"),
+            policy=policy or chat_config.get("context_policy", "summary"), think=think,
         ),
     )  # fmt: skip
     return conv, history
 
 
-def stream_turn(settings: Settings, engine, conv, history, text: str, progress, watermark=None):
-    """Send text, print the answer to stdout as it streams; returns the TurnDone event."""
+def stream_turn(settings: Settings, engine, conv, history, text: str, progress, watermark=None,
+                show_thinking: bool = False):  # fmt: skip
+    """Send text, print the answer to stdout as it streams; returns the TurnDone event. A
+    thinking model's reasoning goes to stderr, dimmed, with show_thinking; else it is only
+    counted."""
     from localllm.chat.session import (
         ChatSession,
         ContextNotice,
@@ -57,6 +62,7 @@ def stream_turn(settings: Settings, engine, conv, history, text: str, progress, 
     )
     from localllm.config import load_user_config
     from localllm.engine import Token
+    from localllm.engine.base import Reasoning
 
     guard = guardrails_from_config(load_user_config(settings))
     session = ChatSession(engine, conv, history, guard, watermark)
@@ -76,6 +82,12 @@ def stream_turn(settings: Settings, engine, conv, history, text: str, progress, 
             else:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
+        elif isinstance(event, Reasoning):
+            if show_thinking:
+                sys.stderr.write(
+                    f"\x1b[2m{event.text}\x1b[0m" if sys.stderr.isatty() else event.text
+                )
+                sys.stderr.flush()
         elif isinstance(event, TurnDone):
             done = event
     if buffered:
@@ -84,4 +96,7 @@ def stream_turn(settings: Settings, engine, conv, history, text: str, progress, 
     sys.stdout.flush()
     if done.withheld:
         progress.message("the answer was withheld: every attempt contained a blocked phrase")
+    if done.message.reasoning and not show_thinking:
+        progress.message(f"the model reasoned for {done.stats.reasoning_tokens} tokens before "
+                         "answering (--show-thinking shows it; kept in the history)")  # fmt: skip
     return done

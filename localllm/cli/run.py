@@ -79,13 +79,19 @@ def _write(text: str) -> None:
 @click.option("--no-save", is_flag=True, help="Do not store this exchange in the history.")
 @click.option("--raw", is_flag=True, help="Plain completion, without the chat template.")
 @click.option("--stats", is_flag=True, help="Print timing statistics as one JSON object on stderr.")
+@click.option(
+    "--think/--no-think",
+    default=None,
+    help="Thinking models: reason before answering, or not (default: the model's).",
+)
+@click.option("--show-thinking", is_flag=True, help="Print a thinking model's reasoning on stderr.")
 @watermark_option
 @quiet_option
 @engine_option
 @click.argument("prompt", nargs=-1)
 def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, continue_,
-        conversation_id, context_policy, no_save, raw, stats, watermark, quiet, engine_name,
-        prompt):  # fmt: skip
+        conversation_id, context_policy, no_save, raw, stats, think, show_thinking, watermark,
+        quiet, engine_name, prompt):  # fmt: skip
     """Stream one answer from a model to stdout.
 
     PROMPT is the question (several words are joined); use - (or pipe text in)
@@ -99,6 +105,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
       echo "Name three primary colours." | localllm run -
       localllm run --continue "And why is it red at sunset?"
       localllm run -m qwen3.5-9b@gpu "Summarise the plot of Don Quijote."
+      localllm run -m qwen3.5-2b --no-think "¿Cuál es la capital de Perú?"
     """
     from localllm.cli.progress import TerminalProgress
     from localllm.config import Settings
@@ -110,6 +117,9 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     if raw or stop:
         if continue_ or conversation_id is not None:
             raise click.UsageError("--raw and --stop do not work with --continue or --id")
+        if think is not None or show_thinking:
+            raise click.UsageError("--think, --no-think and --show-thinking need a chat turn: "
+                                   "drop --raw and --stop")  # fmt: skip
         resolved, engine = load_model(
             settings, model, ctx, progress, gpu_layers, engine=engine_name
         )
@@ -123,7 +133,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
     conv, history = open_conversation(
         settings, model=model, system=system, continue_=continue_,
         conversation_id=conversation_id, no_save=no_save, max_tokens=max_tokens,
-        temperature=temperature, seed=seed, policy=context_policy,
+        temperature=temperature, seed=seed, policy=context_policy, think=think,
     )  # fmt: skip
     model_ref = conv.model if model is None else model
     if engine_name and model is None and not (continue_ or conversation_id is not None):
@@ -147,7 +157,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
                         watermark=mark)  # fmt: skip
         _run_plain(engine, resolved, text, None, True, progress, stats, **sampling)
         return
-    done = stream_turn(settings, engine, conv, history, text, progress, mark)
+    done = stream_turn(settings, engine, conv, history, text, progress, mark, show_thinking)
     if stats:
         _print_stats(resolved, engine, done.stats)
     engine.close()

@@ -115,9 +115,12 @@ def _duration(value: str) -> float | None:
     help="Mark every answer with this installation's green-list watermark; no request "
     "can turn it off (`localllm detect` finds it).",
 )
+@click.option("--think/--no-think", default=None,
+              help="Thinking models, for requests that do not say (chat_template_kwargs."
+                   "enable_thinking or think): reason first, or not.")  # fmt: skip
 def serve(host, port, models, parallel, ctx, gpu_layers, api_keys, no_auth, allow_hosts,
           cors_origins, keep_alive, context_policy, max_queue, max_body, allow_pull,
-          watermark):  # fmt: skip
+          watermark, think):  # fmt: skip
     """Serve the OpenAI and Ollama APIs on this machine, many requests at once.
 
     \b
@@ -148,6 +151,7 @@ def serve(host, port, models, parallel, ctx, gpu_layers, api_keys, no_auth, allo
         cors_origins=cors_origins, keep_alive=_duration(keep_alive),
         context_policy=context_policy, max_queue=max_queue, max_body=max_body,
         allow_pull=allow_pull, models=models, verbose=settings.debug, watermark=watermark,
+        think=think,
     )  # fmt: skip
     _run(config, settings)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from localllm.engine import Finished, SamplingParams, Token
 from localllm.engine.base import GenerationStats
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
 
 
 class WindowExceeded(AssertionError):
@@ -36,6 +37,9 @@ class ModelCalls:
         self.engine = engine
         self.cancel = cancel or threading.Event()
         self.records: list[CallRecord] = []
+        # Document jobs want answers: thinking models are asked with thinking off where the
+        # template can, and any reasoning they still write is dropped from the reply.
+        self.thinking = engine_thinking(engine)
 
     @property
     def n_ctx(self) -> int:
@@ -45,7 +49,7 @@ class ModelCalls:
     def prompt(self, messages: list[dict]) -> list[int]:
         """The messages as prompt tokens: the chat template's, or plain text without one."""
         if self.engine.info.chat_template:
-            return self.engine.chat_tokens(messages)
+            return self.engine.chat_tokens(messages, **answer_only(self.thinking))
         text = "".join(f"{m['content']}\n\n" for m in messages)
         return self.engine.tokenize(text, special=False)
 
@@ -61,7 +65,9 @@ class ModelCalls:
             raise WindowExceeded(f"{kind} prompt of {len(prompt)} tokens + {params.max_tokens} "
                                  f"reply tokens exceeds the {self.n_ctx}-token window")  # fmt: skip
         text, stats = "", GenerationStats()
-        for event in self.engine.stream(prompt, params, self.cancel):
+        events = self.engine.stream(prompt, params, self.cancel)
+        tail = self.engine.detokenize(prompt[-16:]) if self.thinking.format else ""
+        for event in split_reasoning(events, self.thinking, tail):
             if isinstance(event, Token):
                 text += event.text
                 if on_text is not None:

@@ -85,6 +85,7 @@ class GenerationStats:
     prefill_s: float = 0.0
     decode_s: float = 0.0  # first generated token to last
     stop_reason: str = "stop"  # "eos" | "stop" (a stop string) | "length" | "cancelled"
+    reasoning_tokens: int = 0  # of completion_tokens, those a thinking model reasoned with
 
     @property
     def prefill_tps(self) -> float:
@@ -106,6 +107,7 @@ class GenerationStats:
             "prefill_tps": round(self.prefill_tps, 2),
             "decode_tps": round(self.decode_tps, 2),
             "stop_reason": self.stop_reason,
+            **({"reasoning_tokens": self.reasoning_tokens} if self.reasoning_tokens else {}),
         }
 
 
@@ -125,12 +127,19 @@ class Token:
 
 
 @dataclass
+class Reasoning:
+    """Text a thinking model wrote before its answer (engine/reasoning.py splits it off)."""
+
+    text: str
+
+
+@dataclass
 class Finished:
     stats: GenerationStats
     stopped: bool = False  # True when cancelled by the caller
 
 
-Event = Token | Finished
+Event = Token | Reasoning | Finished
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class Tokenizer(Protocol):
 
     def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str: ...
 
-    def chat_tokens(self, messages: list[dict]) -> list[int]: ...
+    def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]: ...
 
 
 class Generator(Protocol):

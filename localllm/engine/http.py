@@ -180,8 +180,8 @@ class HttpEngine:
         body = {"messages": messages, "model": self.model, **template_vars}
         return self._post("/apply-template", body)["prompt"]
 
-    def chat_tokens(self, messages: list[dict]) -> list[int]:
-        return self.tokenize(self.render_chat(messages))
+    def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]:
+        return self.tokenize(self.render_chat(messages, **template_vars))
 
     # -- generation --------------------------------------------------------------
 
@@ -249,7 +249,13 @@ class HttpEngine:
             return "/v1/completions", {**body, "prompt": list(prompt_tokens)}
         text = self._pseudo.detokenize(prompt_tokens)
         if text.startswith(CHAT_MARK):
-            return "/v1/chat/completions", {**body, **unpack_chat(text)}
+            chat = unpack_chat(text)
+            # Template switches (enable_thinking) go where vLLM, llama-server and SGLang
+            # read them; messages and tools are the API's own fields.
+            switches = {k: chat.pop(k) for k in list(chat) if k not in ("messages", "tools")}
+            if switches:
+                chat["chat_template_kwargs"] = switches
+            return "/v1/chat/completions", {**body, **chat}
         return "/v1/completions", {**body, "prompt": text}
 
     def _take_usage(self, usage: dict, stats: GenerationStats, estimated: int) -> None:

@@ -34,6 +34,7 @@ from localllm.engine.build import (
 from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.prefix import can_cut_back, plan_reuse
+from localllm.engine.reasoning import thinking_of
 from localllm.engine.sampling import make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
@@ -119,6 +120,9 @@ class LlamaModelText:
         self.info = info
         self.plan = plan
         self.load_s = load_s
+        self.thinking = thinking_of(info.chat_template)
+        # harmony's channel markers are control tokens: streamed as text, so they can be split
+        self._special_pieces = bool(self.thinking.format and self.thinking.format.control_markers)
         self.bos_text = self._piece(llm.token_bos())
         self.eos_text = self._piece(llm.token_eos())
 
@@ -171,8 +175,8 @@ class LlamaModelText:
             **template_vars,
         )
 
-    def chat_tokens(self, messages: list[dict]) -> list[int]:
-        return self.tokenize(self.render_chat(messages))
+    def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]:
+        return self.tokenize(self.render_chat(messages, **template_vars))
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
@@ -186,7 +190,9 @@ class LlamaModelText:
     def _piece_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self._pieces[token] = self._llm.detokenize([token])
+            piece = self._pieces[token] = self._llm.detokenize(
+                [token], special=self._special_pieces
+            )
         return piece
 
 

@@ -194,11 +194,13 @@ class ProcessEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._call("detokenize", tokens)
 
-    def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
-        return self._call("render_chat", messages, add_generation_prompt=add_generation_prompt)
+    def render_chat(self, messages: list[dict], *, add_generation_prompt: bool = True,
+                    **template_vars) -> str:  # fmt: skip
+        return self._call("render_chat", messages, add_generation_prompt=add_generation_prompt,
+                          **template_vars)  # fmt: skip
 
-    def chat_tokens(self, messages: list[dict]) -> list[int]:
-        return self._call("chat_tokens", messages)
+    def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]:
+        return self._call("chat_tokens", messages, **template_vars)
 
     def is_end_of_generation(self, token: int) -> bool:
         return self._call("is_end_of_generation", token)

@@ -51,6 +51,7 @@ class ServeConfig:
     models: tuple[str, ...] = ()  # loaded at start and kept loaded
     verbose: bool = False
     watermark: bool = False  # every answer carries the installation's watermark
+    think: bool | None = None  # thinking models, for requests that do not say
 
     @property
     def loopback(self) -> bool:
@@ -106,7 +107,8 @@ def create_app(config: ServeConfig, settings: Settings, host=None) -> FastAPI:
     app.state.host = host
     app.state.runner = Runner(host, default_policy=config.context_policy,
                               max_tokens_cap=config.max_tokens_cap,
-                              watermark=_watermark(settings, config))  # fmt: skip
+                              watermark=_watermark(settings, config),
+                              think=config.think)  # fmt: skip
     app.state.catalog = ServerModels(settings, host)
     app.state.allow_pull = config.allow_pull
     app.state.default_model = config.models[0] if config.models else None

@@ -16,9 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from localllm import __version__
-from localllm.engine.base import Finished, SamplingParams, Token
+from localllm.engine.base import Finished, Reasoning, SamplingParams, Token
 from localllm.errors import RequestError
-from localllm.serve.openai_api import embedding_inputs, read_json
+from localllm.serve.openai_api import embedding_inputs, read_json, think_from
 from localllm.serve.runner import Job, Outcome, json_mode_schema
 
 router = APIRouter()
@@ -90,7 +90,8 @@ def _job(body: dict, *, chat: bool) -> Job:
     common = dict(model=body.get("model"), params=params, schema=_schema(body.get("format")),
                   n_ctx=num_ctx, keep_alive=parse_keep_alive(body.get("keep_alive")),
                   max_tokens_given=given,
-                  policy=(body.get("options") or {}).get("context_policy") or "")  # fmt: skip
+                  policy=(body.get("options") or {}).get("context_policy") or "",
+                  think=think_from(body))  # fmt: skip
     if chat:
         return Job(messages=body.get("messages"), tools=body.get("tools"), **common)
     prompt = body.get("prompt") or ""
@@ -134,18 +135,19 @@ async def _generation(request: Request, body: dict, *, chat: bool):
     async for event in events:
         if isinstance(event, Token):
             text += event.text
-    return _final(outcome, chat, text)
+    return _final(outcome, chat, text, outcome.reasoning_text or "")
 
 
-def _piece(outcome: Outcome, chat: bool, text: str, done: bool) -> dict:
+def _piece(outcome: Outcome, chat: bool, text: str, done: bool, thinking: str = "") -> dict:
     head = {"model": outcome.model, "created_at": _now(), "done": done}
+    said = {"thinking": thinking} if thinking else {}  # Ollama's field for reasoning
     if chat:
-        return {**head, "message": {"role": "assistant", "content": text}}
-    return {**head, "response": text}
+        return {**head, "message": {"role": "assistant", "content": text, **said}}
+    return {**head, "response": text, **said}
 
 
-def _final(outcome: Outcome, chat: bool, text: str) -> dict:
-    out = {**_piece(outcome, chat, text, True), **_timings(outcome)}
+def _final(outcome: Outcome, chat: bool, text: str, thinking: str = "") -> dict:
+    out = {**_piece(outcome, chat, text, True, thinking), **_timings(outcome)}
     if chat and outcome.functions:
         from localllm.chat.tools import parse_tool_calls
 
@@ -163,7 +165,9 @@ def _final(outcome: Outcome, chat: bool, text: str) -> dict:
 async def _stream(first, events, outcome: Outcome, chat: bool):
     event, text = first, ""
     while True:
-        if isinstance(event, Token):
+        if isinstance(event, Reasoning):
+            yield _ndjson(_piece(outcome, chat, "", False, event.text))
+        elif isinstance(event, Token):
             text += event.text
             if not (chat and outcome.functions):  # tool calls come whole, at the end
                 yield _ndjson(_piece(outcome, chat, event.text, False))

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from localllm.chat.tools import parse_forced, parse_tool_calls
-from localllm.engine.base import Finished, SamplingParams, Token
+from localllm.engine.base import Finished, Reasoning, SamplingParams, Token
 from localllm.errors import RequestError
 from localllm.serve.runner import Job, Outcome, json_mode_schema
 
@@ -113,6 +113,18 @@ def schema_from(response_format) -> dict | None:
     raise RequestError("response_format.type must be text, json_object or json_schema")
 
 
+def think_from(body: dict) -> bool | None:
+    """Thinking on or off for this request: chat_template_kwargs.enable_thinking (as vLLM
+    and llama-server read it), or `think` (as Ollama's API has it)."""
+    kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise RequestError("chat_template_kwargs must be an object")
+    value = kwargs.get("enable_thinking", body.get("think"))
+    if value is not None and not isinstance(value, bool):
+        raise RequestError("enable_thinking (or think) must be true or false")
+    return value
+
+
 def _job(body: dict, *, chat: bool) -> Job:
     params, given = sampling_from(body)
     if body.get("n", 1) != 1:
@@ -121,7 +133,8 @@ def _job(body: dict, *, chat: bool) -> Job:
         return Job(model=body.get("model"), params=params, messages=body.get("messages"),
                    schema=schema_from(body.get("response_format")), tools=body.get("tools"),
                    tool_choice=body.get("tool_choice", "auto"),
-                   policy=body.get("context_policy") or "", max_tokens_given=given)  # fmt: skip
+                   policy=body.get("context_policy") or "", max_tokens_given=given,
+                   think=think_from(body))  # fmt: skip
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
         prompt = prompt[0]
@@ -146,7 +159,9 @@ def _usage(outcome: Outcome) -> dict:
         "completion_tokens": completion,
         "total_tokens": outcome.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": stats.cached_tokens if stats else 0},
-    }
+        **({"completion_tokens_details": {"reasoning_tokens": stats.reasoning_tokens}}
+           if stats and stats.reasoning_tokens else {}),
+    }  # fmt: skip
 
 
 def _logprobs(tokens: list[Token]) -> dict | None:
@@ -208,6 +223,8 @@ async def chat_completions(request: Request):
         return tokens
     text = "".join(t.text for t in tokens)
     message, finish = _chat_message(text, outcome)
+    if outcome.reasoning_text:  # as llama-server and DeepSeek's API give it
+        message["reasoning_content"] = outcome.reasoning_text
     choice = {"index": 0, "message": message, "logprobs": _logprobs(tokens),
               "finish_reason": finish}  # fmt: skip
     return {"id": cid, "object": "chat.completion", "created": outcome.created,
@@ -246,7 +263,11 @@ async def _chat_sse(cid, first, events, outcome: Outcome, include_usage: bool):
             yield event
 
     async for event in all_events():
-        if isinstance(event, Token):
+        if isinstance(event, Reasoning):
+            delta = {"reasoning_content": event.text}
+            yield _sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None,
+                                             "logprobs": None}]})  # fmt: skip
+        elif isinstance(event, Token):
             text.append(event.text)
             if not holding:
                 delta = {"content": event.text}

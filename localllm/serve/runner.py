@@ -23,8 +23,9 @@ import anyio
 from localllm.chat.prompting import build_prompt, normalize_messages
 from localllm.chat.session import fold_turns
 from localllm.chat.tools import forced_call_schema, tool_functions
-from localllm.engine.base import Finished, SamplingParams, Token
+from localllm.engine.base import Finished, Reasoning, SamplingParams, Token
 from localllm.engine.grammar import ANY_JSON_OBJECT, schema_to_grammar
+from localllm.engine.reasoning import ReasoningSplitter, engine_thinking, opens_inside
 from localllm.errors import ContextOverflow, RequestError
 
 POLICIES = ("off", "window", "summary")
@@ -44,6 +45,7 @@ class Job:
     n_ctx: int | None = None
     keep_alive: object = "default"
     max_tokens_given: bool = False
+    think: bool | None = None  # thinking models: reason first or not; None: the server's
 
 
 @dataclass
@@ -60,12 +62,18 @@ class Outcome:
     started: float = field(default_factory=time.perf_counter)
     finished: Finished | None = None
     prompt_token_ids: list[int] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # a thinking model's, apart
+
+    @property
+    def reasoning_text(self) -> str | None:
+        return "".join(self.reasoning).strip() or None
 
 
 class Runner:
     def __init__(self, host, *, default_policy: str = "off", max_tokens_cap: int = 8192,
-                 watermark=None):  # fmt: skip
+                 watermark=None, think: bool | None = None):  # fmt: skip
         self.host = host
+        self.think = think  # serve --think / --no-think: for requests that do not say
         self.default_policy = default_policy
         self.max_tokens_cap = max_tokens_cap
         # (WatermarkSpec, Settings) with serve --watermark: set on every request, whatever
@@ -90,9 +98,17 @@ class Runner:
             tokens, params = await anyio.to_thread.run_sync(self._prepare, engine, job, outcome)
             outcome.prompt_tokens = len(tokens)
             outcome.prompt_token_ids = tokens
-            async for event in _events(engine, tokens, params):
+            events = _events(engine, tokens, params)
+            thinking = engine_thinking(engine)
+            if job.messages is not None and thinking.format is not None:
+                events = _split(events, thinking, engine.detokenize(tokens[-16:]), outcome)
+            async for event in events:
                 if isinstance(event, Finished):
                     outcome.finished = event
+                    if outcome.reasoning:  # counted apart, as OpenAI's reasoning_tokens
+                        count = engine.tokenize("".join(outcome.reasoning), special=False,
+                                                add_bos=False)  # fmt: skip
+                        event.stats.reasoning_tokens = len(count)
                 yield event
         finally:
             self.host.release(loaded)
@@ -128,8 +144,10 @@ class Runner:
             raise RequestError(f"context_policy must be one of {', '.join(POLICIES)}")
         reserve = params.max_tokens if job.max_tokens_given else 1
         fold = lambda memory, turns: fold_turns(engine, memory, turns)  # noqa: E731
+        think = job.think if job.think is not None else self.think
+        switch = engine_thinking(engine).template_vars(think, outcome.model)
         prompt = build_prompt(engine, messages, reserve=reserve, policy=policy, tools=tools,
-                              fold=fold)  # fmt: skip
+                              fold=fold, template_vars=switch)  # fmt: skip
         outcome.events = [e.as_dict() for e in prompt.events]
         return prompt.tokens, self._room(engine, len(prompt.tokens), params, job)
 
@@ -158,6 +176,22 @@ class Runner:
         if not job.max_tokens_given:
             return replace(params, max_tokens=max(1, engine.n_ctx - n))
         return params
+
+
+async def _split(events, thinking, tail: str, outcome: Outcome):
+    """A chat answer's events with a thinking model's reasoning apart (Reasoning events),
+    and kept in the outcome for the final message."""
+    splitter = ReasoningSplitter(thinking.format, opens_inside(tail, thinking.format))
+    async for event in events:
+        parts = splitter.feed(event.text) if isinstance(event, Token) else ()
+        if isinstance(event, Finished):
+            parts = splitter.finish()
+        for part in parts:
+            if isinstance(part, Reasoning):
+                outcome.reasoning.append(part.text)
+            yield part
+        if not isinstance(event, Token):
+            yield event
 
 
 def json_mode_schema() -> dict:

@@ -25,6 +25,7 @@ from localllm.documents.chunking import Chunker
 from localllm.documents.languages import detect_language
 from localllm.documents.readers import Document, text_blocks
 from localllm.engine import Finished, SamplingParams, Token
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, prompts_for
 from localllm.summarize.sizing import attention_half_depth, measure_speed, part_tokens
@@ -109,7 +110,8 @@ class Summarizer:
             {"role": "user", "content": user},
         ]
         if self.engine.info.chat_template:
-            return self.engine.chat_tokens(messages)
+            # thinking models answer without reasoning first where their template can
+            return self.engine.chat_tokens(messages, **answer_only(engine_thinking(self.engine)))
         return self.engine.tokenize(f"{prompts.system}\n\n{user}\n\n", special=False)
 
     def _overhead(self, prompts: PromptSet, template: str) -> int:
@@ -131,7 +133,10 @@ class Summarizer:
         )
         text, stats = "", None
         with self._limiter:
-            for event in self.engine.stream(prompt, params, self._cancel):
+            thinking = engine_thinking(self.engine)
+            tail = self.engine.detokenize(prompt[-16:]) if thinking.format else ""
+            events = self.engine.stream(prompt, params, self._cancel)
+            for event in split_reasoning(events, thinking, tail):  # reasoning is dropped
                 if isinstance(event, Token):
                     text += event.text
                     if on_token:

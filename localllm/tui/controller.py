@@ -12,6 +12,7 @@ from pathlib import Path
 from localllm.chat.conversation import ChatParams, Conversation
 from localllm.chat.history import History
 from localllm.chat.session import ChatSession, Guardrails
+from localllm.errors import RequestError
 
 
 class ChatController:
@@ -48,7 +49,7 @@ class ChatController:
 
     def _blank(self) -> Conversation:
         d = self.defaults
-        params = ChatParams(d.temperature, d.max_tokens, d.seed, d.policy)
+        params = ChatParams(d.temperature, d.max_tokens, d.seed, d.policy, d.think)
         return Conversation(model=self.model_name, params=params)
 
     @property
@@ -140,7 +141,11 @@ class ChatController:
         self.model_name = name
         conv = self.session.conv
         conv.model = name
-        self.session = self._session(conv)
+        try:
+            self.session = self._session(conv)
+        except RequestError:  # --think/--no-think, and this model has no switch: its default
+            conv.params.think = None
+            self.session = self._session(conv)
         if self.watermark is not None and self.settings is not None:
             from localllm.watermarking import record_vocabulary, vocabulary_fingerprint
 

@@ -28,6 +28,11 @@ class ContextNoticed(Message):
 
 
 @dataclass
+class ReasoningChunk(Message):
+    text: str
+
+
+@dataclass
 class GenerationFailed(Message):
     error: str
 

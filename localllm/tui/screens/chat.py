@@ -26,6 +26,7 @@ from localllm.tui.messages import (
     AnswerRetracted,
     ContextNoticed,
     GenerationFailed,
+    ReasoningChunk,
 )
 from localllm.tui.pacing import DrawPacer, ui_cpu_budget
 from localllm.tui.widgets.prompt_input import PromptInput
@@ -75,6 +76,7 @@ class ChatScreen(Screen):
         self.controller = controller  # tui.app.ChatController: session, history, models
         self.cancel = threading.Event()
         self.answer: AnswerMessage | None = None
+        self.reasoning = None  # the ReasoningNote of the answer streaming now, if it reasons
         self.asking: UserMessage | None = None  # the question being answered (not on regenerate)
         self.queued: list[UserMessage] = []  # sent while an answer was coming, oldest first
         self.editing = False
@@ -104,6 +106,8 @@ class ChatScreen(Screen):
         self.editing = False  # Ctrl+E was about the conversation shown until now
         entries, given = [], None
         for m in self.controller.session.conv.messages:
+            if m.role == "assistant" and m.reasoning:
+                entries.append(Entry("notice", "▸ reasoned before answering"))
             entries.append(Entry(m.role, m.content, m.note))
             if m.role == "user":
                 given = m.sources
@@ -166,6 +170,7 @@ class ChatScreen(Screen):
         """Runs in a worker thread; talks to the UI only through messages."""
         from localllm.chat.session import ContextNotice, Grounded, Retracted, TurnDone
         from localllm.engine import Token
+        from localllm.engine.base import Reasoning
         from localllm.errors import LocalLLMError
 
         session = self.controller.session
@@ -186,6 +191,8 @@ class ChatScreen(Screen):
                     self.post_message(ContextNoticed(event.event.text))
                 elif isinstance(event, Grounded):
                     self.post_message(ContextNoticed(event.text))
+                elif isinstance(event, Reasoning):
+                    self.post_message(ReasoningChunk(event.text))
                 elif isinstance(event, Retracted):
                     self.post_message(AnswerRetracted(event.reason))
                 elif isinstance(event, TurnDone):
@@ -213,8 +220,22 @@ class ChatScreen(Screen):
         await transcript.add_notice(message.text)
         self.answer = await transcript.add_answer()
 
+    async def on_reasoning_chunk(self, message: ReasoningChunk) -> None:
+        """A thinking model's reasoning: shown dimmed above the answer as it comes."""
+        transcript = self.query_one(Transcript)
+        if self.reasoning is None:
+            if self.answer is not None:
+                await self.answer.remove()
+            self.reasoning = await transcript.add_reasoning()
+            self.answer = await transcript.add_answer()
+        self.reasoning.add(message.text)
+        transcript.follow()
+
     async def on_answer_finished(self, message: AnswerFinished) -> None:
         done = message.done
+        if self.reasoning is not None:  # folded to one line once the answer is there
+            self.reasoning.fold(done.stats.reasoning_tokens)
+            self.reasoning = None
         if self.answer is not None:
             if done.withheld or self.answer.text != done.message.content:
                 await self.answer.replace(done.message.content)
@@ -230,6 +251,7 @@ class ChatScreen(Screen):
             await self._send_queued()
 
     async def on_generation_failed(self, message: GenerationFailed) -> None:
+        self.reasoning = None
         if self.answer is not None:
             await self.answer.remove()
             self.answer = None

@@ -47,6 +47,28 @@ class Notice(Static):
         self.text = text
 
 
+class ReasoningNote(Notice):
+    """A thinking model's reasoning, dimmed: the tail of it while it streams, folded to one
+    line once the answer is done (it is stored with the answer, never sent back)."""
+
+    SHOWN = 400  # characters of the reasoning visible while it streams
+
+    def __init__(self):
+        super().__init__("thinking…")
+        self.reasoning = ""
+
+    def add(self, chunk: str) -> None:
+        self.reasoning += chunk
+        self._show(f"thinking… {' '.join(self.reasoning.split())[-self.SHOWN :]}")
+
+    def fold(self, tokens: int) -> None:
+        self._show(f"▸ reasoned for {tokens} tokens before answering")
+
+    def _show(self, text: str) -> None:
+        self.text = text  # what the transcript keeps of it when the widget is trimmed
+        self.update(text)
+
+
 class EarlierMessages(Static):
     """The marker above the shown messages: how many wait above, and how to see them."""
 
@@ -188,6 +210,11 @@ class Transcript(VerticalScroll):
 
     async def add_answer(self, text: str = "", note: str | None = None) -> AnswerMessage:
         widget = AnswerMessage(text, note)
+        await self._add(widget)
+        return widget
+
+    async def add_reasoning(self) -> ReasoningNote:
+        widget = ReasoningNote()
         await self._add(widget)
         return widget
 
