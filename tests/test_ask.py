@@ -278,3 +278,19 @@ def test_dense_retrieval_mechanics_with_a_gguf_in_embedding_mode(tmp_path, start
         assert hybrid.mode == "hybrid" and any("1218" in h.passage.text for h in hybrid.hits)
     finally:
         engine.close()
+
+
+def test_the_server_embeds_with_the_configured_model_when_a_request_names_none(
+        tmp_path, starter_home):  # fmt: skip
+    import httpx
+    from serverproc import running_server
+
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "config.toml").write_text('[index]\nembedding_model = "smollm2-135m"\n')
+    with running_server(home, "--parallel", "1") as url:
+        reply = httpx.post(url + "/v1/embeddings", json={"input": ["hola"]}, timeout=120)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["model"].startswith("smollm2-135m") and len(body["data"][0]["embedding"]) > 0

@@ -179,3 +179,34 @@ def test_the_server_gives_reasoning_apart_and_takes_the_switch(tmp_path, starter
             options={"num_predict": 24},
         )
         assert not plain.message.thinking
+
+
+@pytest.mark.anyio
+async def test_the_chat_app_shows_reasoning_dimmed_and_folds_it(think_engine, tmp_path):
+    from localllm.tui.app import make_app
+    from localllm.tui.controller import ChatController
+    from localllm.tui.widgets.prompt_input import PromptInput
+    from localllm.tui.widgets.transcript import AnswerMessage, ReasoningNote, Transcript
+
+    history = History(tmp_path / "history.sqlite3")
+    controller = ChatController(think_engine, "smol-thinking", history,
+                                defaults=ChatParams(temperature=0.0, max_tokens=24))  # fmt: skip
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one(PromptInput).insert("What is two plus two?")
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        transcript = app.screen.query_one(Transcript)
+        (note,) = transcript.query(ReasoningNote)
+        stored = history.get(controller.session.conv.id).messages[-1]
+        assert stored.reasoning and note.reasoning.strip() == stored.reasoning
+        assert note.text.startswith("▸ reasoned for")  # folded once the answer is done
+        (answer,) = transcript.query(AnswerMessage)
+        assert stored.reasoning not in answer.text
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
