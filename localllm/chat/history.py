@@ -45,8 +45,13 @@ def m002_sources(db: sqlite3.Connection) -> None:
     # The passages of attached documents a question was given and its answer cited (JSON),
     # and what a conversation has attached.
     db.execute("ALTER TABLE messages ADD COLUMN sources TEXT")
-    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")  # a thinking model's, apart
     db.execute("ALTER TABLE conversations ADD COLUMN attached TEXT NOT NULL DEFAULT ''")
+
+
+@migration
+def m003_reasoning(db: sqlite3.Connection) -> None:
+    # A thinking model's reasoning, kept apart from the answer it preceded.
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
