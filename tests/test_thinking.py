@@ -20,7 +20,13 @@ from localllm.chat.session import ChatSession, TurnDone
 from localllm.documents.calls import ModelCalls
 from localllm.engine import LoadOptions, SamplingParams, Token
 from localllm.engine.base import Finished, Reasoning
-from localllm.engine.reasoning import FORMATS, ReasoningSplitter, split_reasoning, thinking_of
+from localllm.engine.reasoning import (
+    FORMATS,
+    ReasoningSplitter,
+    split_reasoning,
+    splitter_for,
+    thinking_of,
+)
 from localllm.gguf_meta import read_gguf_info
 
 THINKING_TEMPLATE = (
@@ -72,11 +78,13 @@ def test_the_splitter_holds_markers_split_across_pieces(inside):
     answer = "".join(e.text for e in events if isinstance(e, Token))
     assert reasoning == "two plus two"
     assert answer == ("Hmm \n\nIt is 4." if not inside else "\n\nIt is 4.")
-    harmony = ReasoningSplitter(FORMATS[0])
+    harmony = splitter_for(FORMATS[0])
     parts = ["<|channel|>analysis<|mess", "age|>think<|end|><|start|>assistant<|chan",
-             "nel|>final<|message|>Hi"]  # fmt: skip
+             "nel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|><|start|>",
+             "assistant<|channel|>final<|message|>Hi", "<|return|>"]  # fmt: skip
     out = [e for p in parts for e in harmony.feed(p)] + list(harmony.finish())
-    assert [(type(e).__name__, e.text) for e in out] == [("Reasoning", "think"), ("Token", "Hi")]
+    assert [(type(e).__name__, e.text) for e in out] == [
+        ("Reasoning", "think"), ("Reasoning", "{}"), ("Token", "Hi")]  # fmt: skip
 
 
 def test_a_real_reply_is_split_at_the_model_s_own_close_marker(think_engine):

@@ -72,7 +72,8 @@ def ask(question, sources, model, ctx, gpu_layers, k, mode, lang, max_tokens, as
     host = command_host(settings, progress, ctx, gpu_layers, engine=engine_name)
     store = _open_sources(settings, progress, list(sources))
     try:
-        retriever = Retriever(store, _embedder_of(store, host))
+        embed = None if mode == "lexical" else _embedder_of(store, host)  # words need no model
+        retriever = Retriever(store, embed)
         if mode in ("dense", "hybrid") and retriever.embed is None:
             raise click.UsageError(f"--mode {mode} needs an index with vectors "
                                    "(index add --embed MODEL)")  # fmt: skip

@@ -23,7 +23,6 @@ class ReasoningFormat:
     signature: str  # what in a chat template shows this format
     opens: str  # where reasoning starts in the reply
     closes: str  # where it ends (the answer follows)
-    answer_opens: str = ""  # a marker the answer starts with, dropped (harmony's final)
     control_markers: bool = False  # the markers are control tokens: stream them as text
 
 
@@ -33,7 +32,6 @@ FORMATS = (
         "<|channel|>",
         "<|channel|>analysis<|message|>",
         "<|end|>",
-        answer_opens="<|start|>assistant<|channel|>final<|message|>",
         control_markers=True,
     ),
     ReasoningFormat("think-tags", "<think>", "<think>", "</think>"),
@@ -89,8 +87,6 @@ class ReasoningSplitter:
             yield from self._emit(self._held[:at])
             self._held = self._held[at + len(marker) :]
             self.inside = not self.inside
-            if not self.inside and self.format.answer_opens:
-                self._held = self._held.lstrip("\n")
         keep = _partial_suffix(self._held, self._markers())
         ready, self._held = (
             self._held[: len(self._held) - keep],
@@ -103,12 +99,9 @@ class ReasoningSplitter:
         yield from self._emit(rest)
 
     def _markers(self) -> tuple[str, ...]:
-        f = self.format
-        return tuple(m for m in (f.opens, f.closes, f.answer_opens) if m)
+        return (self.format.opens, self.format.closes)
 
     def _emit(self, text: str) -> Iterator[Token | Reasoning]:
-        for marker in (self.format.answer_opens,) if self.format.answer_opens else ():
-            text = text.replace(marker, "")
         if not text:
             return
         if self.inside:
@@ -116,6 +109,69 @@ class ReasoningSplitter:
             yield Reasoning(text)
         else:
             yield Token(text)
+
+
+class HarmonySplitter:
+    """gpt-oss's harmony format: each message is `<|channel|>NAME<|message|>BODY` up to
+    <|end|>, <|return|> or <|call|>; the analysis and commentary channels are reasoning, the
+    final channel is the answer, and the headers between messages are dropped."""
+
+    HEADER, BODY_ENDS = "<|channel|>", ("<|end|>", "<|return|>", "<|call|>", "<|start|>")
+    MARKERS = ("<|channel|>", "<|message|>", *BODY_ENDS)
+
+    def __init__(self, fmt: ReasoningFormat, inside: bool = False):
+        self.format = fmt
+        self.channel: str | None = "analysis" if inside else "final"  # before any header
+        self._in_header = False  # after <|channel|>, before <|message|>
+        self._held = ""
+        self.reasoning_chars = 0
+
+    def feed(self, text: str) -> Iterator[Token | Reasoning]:
+        self._held += text
+        while self._held:
+            if self._in_header:  # reading NAME [to=... <|constrain|>...] up to <|message|>
+                at = self._held.find("<|message|>")
+                if at < 0:
+                    return
+                name = self._held[:at].split()
+                self.channel = name[0].split("<|")[0] if name else "final"
+                self._held, self._in_header = self._held[at + len("<|message|>") :], False
+                continue
+            at, marker = _first(self._held, self.MARKERS)
+            if at < 0:
+                cut = len(self._held) - _partial_suffix(self._held, self.MARKERS)
+                yield from self._emit(self._held[:cut])
+                self._held = self._held[cut:]
+                return
+            yield from self._emit(self._held[:at])
+            self._held = self._held[at + len(marker) :]
+            if marker == self.HEADER:
+                self._in_header = True
+            else:
+                self.channel = None  # between messages: headers and roles, not shown
+
+    def finish(self) -> Iterator[Token | Reasoning]:
+        rest, self._held = self._held, ""
+        if not self._in_header:
+            yield from self._emit(rest)
+
+    def _emit(self, text: str) -> Iterator[Token | Reasoning]:
+        if not text or self.channel is None:
+            return
+        if self.channel == "final":
+            yield Token(text)
+        else:
+            self.reasoning_chars += len(text)
+            yield Reasoning(text)
+
+
+def _first(text: str, markers: tuple[str, ...]) -> tuple[int, str]:
+    found = [(text.find(m), m) for m in markers if m in text]
+    return min(found) if found else (-1, "")
+
+
+def splitter_for(fmt: ReasoningFormat, inside: bool = False):
+    return HarmonySplitter(fmt, inside) if fmt.name == "harmony" else ReasoningSplitter(fmt, inside)
 
 
 def _partial_suffix(text: str, markers: tuple[str, ...]) -> int:
@@ -143,7 +199,7 @@ def split_reasoning(events, thinking: Thinking, prompt_tail: str = ""):
     if thinking.format is None:
         yield from events
         return
-    splitter = ReasoningSplitter(thinking.format, opens_inside(prompt_tail, thinking.format))
+    splitter = splitter_for(thinking.format, opens_inside(prompt_tail, thinking.format))
     for event in events:
         if isinstance(event, Token):
             yield from splitter.feed(event.text)

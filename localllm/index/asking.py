@@ -93,6 +93,10 @@ class Asker:
         if on_text and rest:
             on_text(rest)
         answer.stats = {**calls.totals(), "stop_reason": stats.stop_reason}
+        if not answer.text.strip() and stats.stop_reason == "length":
+            answer.notes.append(f"the answer was empty after {self.options.max_tokens} tokens "
+                                "(a model that reasons first spends them thinking): give a "
+                                "larger --max-tokens")  # fmt: skip
         if answer.check.removed:
             numbers = ", ".join(f"[{n}]" for n in dict.fromkeys(answer.check.removed))
             answer.notes.append(f"removed citations of passages that do not exist: {numbers}")

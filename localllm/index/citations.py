@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_CITATION = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-_OPEN_PREFIX = re.compile(r"\[[\d\s,;]*$")  # what may still become a citation
-LONGEST_CITATION = 24  # characters held back waiting for a "]"
+_NUMBER = r"\s*\d+\s*(?:[-–]\s*\d+\s*)?"  # 3, or a range 2-4
+_CITATION = re.compile(rf"\[({_NUMBER}(?:[,;]{_NUMBER})*)\]")
+_OPEN_PREFIX = re.compile(r"\[[\d\s,;–-]*$")  # what may still become a citation
+LONGEST_CITATION = 200  # characters held back waiting for a "]"
+MOST_IN_RANGE = 50  # a range wider than this is not a citation the model meant
 
 
 @dataclass
@@ -26,7 +28,11 @@ class CitationCheck:
         return _CITATION.sub(self._rewrite, text)
 
     def _rewrite(self, match: re.Match) -> str:
-        numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+        numbers = []
+        for part in re.split(r"[,;]", match.group(1)):
+            ends = [int(n) for n in re.findall(r"\d+", part)]
+            low, high = ends[0], ends[-1]
+            numbers += range(low, high + 1) if 0 <= high - low <= MOST_IN_RANGE else ends
         valid = [n for n in numbers if 1 <= n <= self.passages]
         self.removed.extend(n for n in numbers if n not in valid)
         for n in valid:

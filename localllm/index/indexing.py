@@ -19,7 +19,7 @@ import numpy as np
 
 from localllm.config import Settings
 from localllm.documents.readers import file_sha256, open_document, pages
-from localllm.errors import DocumentError, DocumentIndexError
+from localllm.errors import DocumentError, DocumentIndexError, LocalLLMError
 from localllm.index.passages import Passage, cut_passages
 from localllm.index.store import DocumentIndex, IndexedFile
 
@@ -180,11 +180,14 @@ class Indexer:
                 return
             doc = open_document(name, self.spool_dir)
             by_page = pages(doc)
-        except (DocumentError, OSError) as exc:
+            passages = cut_passages(by_page)
+            vectors = self._vectors(passages)
+        except (DocumentError, OSError, LocalLLMError) as exc:
             report.failed.append((name, str(exc)))  # said with the report
             return
-        passages = cut_passages(by_page)
-        vectors = self._vectors(passages)
+        except Exception as exc:  # a reader's own failure (a PDF pypdf cannot take): skip it
+            report.failed.append((name, f"could not be read ({type(exc).__name__}: {exc})"))
+            return
         record = IndexedFile(name, doc.sha256, stat.st_size, stat.st_mtime, doc.kind,
                              len(by_page) if doc.kind == "pdf" else None, len(passages),
                              time.time())  # fmt: skip

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 TARGET = 500  # characters a passage grows to by joining paragraphs (about 100 words)
 LONGEST = 1000  # a paragraph longer than this is cut at sentence ends
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+(?=\S)")
+# After . ! ? … ; : and a space, or right after a full-width 。！？ (no spaces in CJK text)
+_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+(?=\S)|(?<=[。！？])\s*(?=\S)")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _sentence_runs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]
                 yield run_start, last
                 run_start = _skip_space(text, last, end)
                 continue
-            space = text.rfind(" ", run_start + 1, run_start + LONGEST)
+            space = _last_space(text, run_start + 1, run_start + LONGEST)
             hard = space if space > run_start else run_start + LONGEST
             yield run_start, hard
             run_start = last = _skip_space(text, hard, end)
@@ -88,6 +89,14 @@ def _sentence_runs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]
         last = cut
     if end > run_start:
         yield run_start, end
+
+
+def _last_space(text: str, start: int, end: int) -> int:
+    """The last whitespace of any kind in text[start:end], or -1."""
+    for at in range(min(end, len(text)) - 1, start - 1, -1):
+        if text[at].isspace():
+            return at
+    return -1
 
 
 def _skip_space(text: str, at: int, end: int) -> int:

@@ -9,14 +9,12 @@ documents never mention is answered "not in the documents" without a model call.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from localllm.index.store import DocumentIndex, StoredPassage
+from localllm.index.store import DocumentIndex, StoredPassage, quoted
 
 RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion
 CANDIDATES = 50  # passages each ranking contributes before fusion
@@ -41,23 +39,11 @@ will with would you your tell please
 """
 STOPWORDS = frozenset(_STOPWORD_LIST.split())
 
-_WORD = re.compile(r"[^\W_]+")
 
-
-def fold(text: str) -> str:
-    """Lower case without accents: what the index's tokenizer does to every word."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(fold(text))
-
-
-def content_words(question: str) -> list[str]:
-    """The question's informative words in order, once each; all its words when every one
-    is a stop word (a question such as "who is who")."""
-    found = list(dict.fromkeys(words(question)))
+def content_words(folded: list[str]) -> list[str]:
+    """The informative words of a question (folded by the index, DocumentIndex.fold); all
+    of them when every one is a stop word (a question such as "who is who")."""
+    found = list(dict.fromkeys(folded))
     informative = [w for w in found if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return informative or found
 
@@ -94,7 +80,7 @@ class Retriever:
 
     def search(self, question: str, k: int = 5, mode: str | None = None) -> Retrieval:
         mode = mode or ("hybrid" if self.embed is not None else "lexical")
-        weights = self._weights(content_words(question))
+        weights = self._weights(content_words(self.index.fold(question)))
         lexical = self._lexical(weights) if mode != "dense" else []
         dense = self._dense(question) if mode != "lexical" else []
         ranked = _fuse(lexical, dense) if mode == "hybrid" else lexical or dense
@@ -102,11 +88,14 @@ class Retriever:
         stored = self.index.passages(pid for pid, _ in top)
         hits = []
         for pid, score in top:
+            if pid not in stored:  # removed by an `index update` running meanwhile
+                continue
             hit = Hit(stored[pid], score)
             hit.lexical_rank, hit.bm25 = _rank_of(pid, lexical)
             hit.dense_rank, hit.cosine = _rank_of(pid, dense)
             hits.append(hit)
-        coverage = max((_coverage(h.passage.text, weights) for h in hits), default=0.0)
+        held = self.index.holding((h.passage.id for h in hits), weights)
+        coverage = max((_coverage(held[h.passage.id], weights) for h in hits), default=0.0)
         return Retrieval(question, hits, mode, coverage, weights)
 
     def _weights(self, terms: list[str]) -> dict[str, float]:
@@ -120,7 +109,7 @@ class Retriever:
     def _lexical(self, weights: dict[str, float]) -> list[tuple[int, float]]:
         if not weights:
             return []
-        match = " OR ".join(f'"{term}"' for term in weights)  # quoted: never FTS5 syntax
+        match = " OR ".join(quoted(term) for term in weights)  # never read as FTS5 syntax
         return self.index.lexical(match, CANDIDATES)
 
     def _dense(self, question: str) -> list[tuple[int, float]]:
@@ -152,9 +141,8 @@ def _rank_of(pid: int, ranking: list[tuple[int, float]]) -> tuple[int | None, fl
     return None, None
 
 
-def _coverage(text: str, weights: dict[str, float]) -> float:
+def _coverage(present: set[str], weights: dict[str, float]) -> float:
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    present = set(words(text))
     return sum(w for term, w in weights.items() if term in present) / total

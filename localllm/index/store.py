@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ def _create_tables(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def quoted(term: str) -> str:
+    """A term as an FTS5 string: never read as query syntax (AND, NEAR, *, ...)."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 # Each step takes the file from version i to i + 1; never edit a step that has shipped.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_tables]
 
@@ -89,6 +95,8 @@ class StoredPassage:
 class DocumentIndex:
     def __init__(self, path: Path | str):
         self.path = path
+        self._lock = threading.Lock()  # the scratch table for folding questions
+        self._scratch = False
         try:
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                        check_same_thread=False)  # fmt: skip
@@ -96,6 +104,8 @@ class DocumentIndex:
             if str(path) != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._migrate()
+        except sqlite3.OperationalError as exc:  # locked, no permission, no such folder
+            raise DocumentIndexError(f"cannot open {path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise DocumentIndexError(f"{path} is not a readable index ({exc}): remove it and "
                               "index the files again") from None  # fmt: skip
@@ -113,13 +123,19 @@ class DocumentIndex:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction: all of it or none. SQLite's own errors (a full disk, a
+        lock held past the timeout) become a DocumentIndexError saying so."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise DocumentIndexError(f"cannot write {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -198,6 +214,39 @@ class DocumentIndex:
             (match, limit),
         ).fetchall()
         return [(int(i), float(s)) for i, s in rows]
+
+    def fold(self, text: str) -> list[str]:
+        """text's words as the index's own tokenizer makes them (lower case, accents folded
+        as unicode61 folds them, in every script), in order, once each."""
+        with self._lock:
+            db = self._db
+            if not self._scratch:
+                db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch USING fts5("
+                           f"text, tokenize='{TOKENIZER}')")  # fmt: skip
+                db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms "
+                           "USING fts5vocab(temp, scratch, 'instance')")  # fmt: skip
+                self._scratch = True
+            db.execute("DELETE FROM temp.scratch")
+            db.execute("INSERT INTO temp.scratch(text) VALUES (?)", (text,))
+            rows = db.execute("SELECT term FROM temp.scratch_terms ORDER BY offset").fetchall()
+            db.execute("DELETE FROM temp.scratch")
+        return list(dict.fromkeys(term for (term,) in rows))
+
+    def holding(self, passage_ids: Iterable[int], terms: Iterable[str]) -> dict[int, set[str]]:
+        """Which of terms each passage holds, as the full-text index matches them."""
+        ids = list(passage_ids)
+        found: dict[int, set[str]] = {pid: set() for pid in ids}
+        if not ids:
+            return found
+        marks = ",".join("?" * len(ids))
+        for term in terms:
+            rows = self._db.execute(
+                f"SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? AND rowid IN ({marks})",
+                (quoted(term), *ids),
+            ).fetchall()
+            for (pid,) in rows:
+                found[pid].add(term)
+        return found
 
     def document_frequency(self, terms: Iterable[str]) -> dict[str, int]:
         """How many passages hold each (folded) term; 0 for terms the index has never seen."""

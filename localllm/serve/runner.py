@@ -25,7 +25,7 @@ from localllm.chat.session import fold_turns
 from localllm.chat.tools import forced_call_schema, tool_functions
 from localllm.engine.base import Finished, Reasoning, SamplingParams, Token
 from localllm.engine.grammar import ANY_JSON_OBJECT, schema_to_grammar
-from localllm.engine.reasoning import ReasoningSplitter, engine_thinking, opens_inside
+from localllm.engine.reasoning import engine_thinking, opens_inside, splitter_for
 from localllm.errors import ContextOverflow, RequestError
 
 POLICIES = ("off", "window", "summary")
@@ -181,7 +181,7 @@ class Runner:
 async def _split(events, thinking, tail: str, outcome: Outcome):
     """A chat answer's events with a thinking model's reasoning apart (Reasoning events),
     and kept in the outcome for the final message."""
-    splitter = ReasoningSplitter(thinking.format, opens_inside(tail, thinking.format))
+    splitter = splitter_for(thinking.format, opens_inside(tail, thinking.format))
     async for event in events:
         parts = splitter.feed(event.text) if isinstance(event, Token) else ()
         if isinstance(event, Finished):

@@ -7,12 +7,24 @@ conversation.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from localllm.chat.conversation import ChatParams, Conversation
 from localllm.chat.history import History
 from localllm.chat.session import ChatSession, Guardrails
 from localllm.errors import RequestError
+
+
+def split_sources(spec: str) -> list[str]:
+    """What to attach: one per line as stored, or as typed, shell-quoted where a path has
+    spaces ('~/My Notes/a.pdf')."""
+    if "\n" in spec:
+        return spec.split("\n")
+    try:
+        return shlex.split(spec)
+    except ValueError:  # an unclosed quote: take the words as they are
+        return spec.split()
 
 
 class ChatController:
@@ -85,13 +97,11 @@ class ChatController:
         self.session = self._session(self._blank())
 
     def open_conversation(self, conversation_id: int) -> None:
-        """Open a stored conversation; documents it had attached are attached again (this
-        reads them, so call it off the UI thread when it has some)."""
+        """Open a stored conversation. Documents it had attached are not read here (that
+        can take a while): the app attaches conv.attached again off the UI thread."""
         conv = self.history.get(conversation_id)
         self._detach()
         self.session = self._session(conv)
-        if conv.attached:
-            self.attach(conv.attached)
 
     def attach(self, spec: str) -> str:
         """Attach documents to the conversation: an index name, or files and folders
@@ -105,8 +115,7 @@ class ChatController:
 
         self._detach()
         conv = self.session.conv
-        sources = spec.split("\n") if "\n" in spec else spec.split()
-        sources = [s.strip() for s in sources if s.strip()]
+        sources = [s for s in split_sources(spec) if s.strip()]
         said = "no documents attached"
         if sources:
             settings = self.settings or Settings.from_env()
@@ -118,7 +127,7 @@ class ChatController:
                 said += "; ranked by words only here (`localllm ask` uses its vectors too)"
             if failed:
                 said += f"; {len(failed)} path(s) could not be read: {failed[0][0]}"
-        conv.attached = "\n".join(sources)
+        conv.attached = "\n".join(sources)  # one per line: paths may hold spaces
         self.session.grounder = self.grounder
         if conv.id is not None:
             self.history.save_state(conv)

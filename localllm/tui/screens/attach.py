@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -22,8 +24,10 @@ class AttachScreen(ModalScreen[str | None]):
         with Vertical(id="attach-box", classes="dialog"):
             yield Static("Attach documents", classes="dialog-title")
             yield Static("An index name (localllm index list), or files and folders separated "
-                         "by spaces. Empty detaches.", classes="dialog-hint")  # fmt: skip
-            yield Input(" ".join(self.current.split("\n")), id="attach-sources",
+                         "by spaces (quote a path that has spaces). Empty detaches.",
+                         classes="dialog-hint")  # fmt: skip
+            shown = shlex.join(s for s in self.current.split("\n") if s)
+            yield Input(shown, id="attach-sources",
                         placeholder="default  or  ~/notas informe.pdf")  # fmt: skip
             yield Static("Enter attaches, Escape cancels.", classes="dialog-hint")
 

@@ -327,6 +327,8 @@ class ChatScreen(Screen):
         self.controller.open_conversation(message.conversation_id)
         await self.show_conversation()
         self.query_one(PromptInput).focus()
+        if attached := self.controller.session.conv.attached:  # read again, off this thread
+            self.app.attach_documents(attached)
 
     async def action_delete_conversation(self) -> None:
         sidebar = self.query_one(Sidebar)
