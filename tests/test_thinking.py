@@ -23,6 +23,7 @@ from localllm.engine.base import Finished, Reasoning
 from localllm.engine.reasoning import (
     FORMATS,
     ReasoningSplitter,
+    engine_thinking,
     split_reasoning,
     splitter_for,
     thinking_of,
@@ -187,6 +188,19 @@ def test_the_server_gives_reasoning_apart_and_takes_the_switch(tmp_path, starter
             options={"num_predict": 24},
         )
         assert not plain.message.thinking
+        # localllm driving it as a remote engine gets the reasoning apart too
+        from localllm.engine.http import EndpointConfig, HttpEngine
+
+        remote = HttpEngine.connect(EndpointConfig("box", url + "/v1"), "smol-thinking")
+        try:
+            prompt = remote.chat_tokens(ask["messages"])
+            params = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
+            tail = remote.detokenize(prompt[-16:])
+            events = list(split_reasoning(remote.stream(prompt, params),
+                                          engine_thinking(remote), tail))  # fmt: skip
+        finally:
+            remote.close()
+        assert "".join(e.text for e in events if isinstance(e, Reasoning)).strip() == reasoning
 
 
 @pytest.mark.anyio

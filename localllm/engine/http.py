@@ -30,6 +30,7 @@ from localllm.engine.base import (
     Finished,
     GenerationStats,
     LoadPlan,
+    Reasoning,
     SamplingParams,
     Token,
 )
@@ -75,7 +76,7 @@ class HttpEngine:
 
     def __init__(self, config: EndpointConfig, model: str, *, n_ctx: int, parallel: int,
                  exact: bool, notes: tuple[str, ...] = (),
-                 client: httpx.Client | None = None):  # fmt: skip
+                 client: httpx.Client | None = None, chat_template: str | None = None):  # fmt: skip
         self.config = config
         self.model = model
         self.exact = exact
@@ -87,7 +88,10 @@ class HttpEngine:
         where = f"engine {config.name} at {config.shown}"
         # Callers read the model's name and whether it chats from GGUF facts; the server has
         # the file, so these stand in for them.
-        metadata = {"general.name": model, "tokenizer.chat_template": f"(on {where})"}
+        # The template itself where the server gives it (llama-server's and localllm's
+        # /props): a thinking model's reasoning is then found in a raw completion too.
+        template = chat_template or f"(on {where})"
+        metadata = {"general.name": model, "tokenizer.chat_template": template}
         self.info = GGUFInfo(None, 0, 0, metadata, (), 0)
         self.plan = LoadPlan(n_ctx=n_ctx, n_threads=0, n_gpu_layers=0, flash_attn=None,
                              notes=(f"text goes to {where}", *notes),
@@ -133,8 +137,10 @@ class HttpEngine:
         if not exact:
             notes.append(f"engine {config.name} cannot count tokens: counts are estimated "
                          "high, and corrected by the usage it reports")  # fmt: skip
+        template = props.get("chat_template")
         engine = cls(config, model, n_ctx=int(n_ctx), parallel=int(parallel), exact=exact,
-                     notes=tuple(notes), client=client)  # fmt: skip
+                     notes=tuple(notes), client=client,
+                     chat_template=template if isinstance(template, str) else None)  # fmt: skip
         engine.load_s = time.perf_counter() - started
         return engine
 
@@ -207,6 +213,9 @@ class HttpEngine:
                 text, finish = _chunk_text(chunk)
                 if chunk.get("usage"):
                     self._take_usage(chunk["usage"], stats, len(prompt_tokens))
+                if reasoning := _chunk_reasoning(chunk):  # the server split it off already
+                    first = first or time.perf_counter()
+                    yield Reasoning(reasoning)
                 if text:
                     now = time.perf_counter()
                     first, last = first or now, now
@@ -312,6 +321,14 @@ def _counts_exactly(config: EndpointConfig, client, model: str) -> bool:
     chat = {"messages": [{"role": "user", "content": "Hi"}], "model": model}
     rendered = optional(config, client, "POST", "/apply-template", json=chat)
     return isinstance(rendered, dict) and isinstance(rendered.get("prompt"), str)
+
+
+def _chunk_reasoning(chunk: dict) -> str:
+    """A thinking model's reasoning as vLLM, llama-server, SGLang and localllm stream it:
+    `reasoning_content` (or vLLM's newer `reasoning`) beside the answer's `content`."""
+    choices = chunk.get("choices") or []
+    delta = (choices[0].get("delta") or {}) if choices else {}
+    return delta.get("reasoning_content") or delta.get("reasoning") or ""
 
 
 def _chunk_text(chunk: dict) -> tuple[str, str | None]:

@@ -77,7 +77,8 @@ async def props(request: Request, model: str | None = None):
 
     def work(engine):
         return {"default_generation_settings": {"n_ctx": engine.n_ctx},
-                "total_slots": getattr(engine, "parallel", 1)}  # fmt: skip
+                "total_slots": getattr(engine, "parallel", 1),
+                "chat_template": engine.info.chat_template or ""}  # fmt: skip
 
     facts, name = await _with_model(request, {"model": model}, work)
     return {**facts, "model_alias": name}
