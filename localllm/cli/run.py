@@ -166,6 +166,7 @@ def run(model, system, max_tokens, temperature, seed, stop, ctx, gpu_layers, con
 def _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling) -> None:
     """One answer, not stored: a raw completion, or a chat turn with stop strings."""
     from localllm.engine import Finished, SamplingParams
+    from localllm.engine.base import Reasoning
 
     if raw or not engine.info.chat_template:
         tokens = engine.tokenize(text, special=False)
@@ -173,11 +174,24 @@ def _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
         messages = [{"role": "system", "content": system}] if system else []
         tokens = engine.chat_tokens([*messages, {"role": "user", "content": text}])
     params = SamplingParams(**{**sampling, "stop": tuple(sampling["stop"])})
-    for event in engine.stream(tokens, params):
+    events = engine.stream(tokens, params)
+    if not raw and engine.info.chat_template:  # a thinking model's reasoning is not the answer
+        from localllm.engine.reasoning import engine_thinking, split_reasoning
+
+        thinking = engine_thinking(engine)
+        tail = engine.detokenize(tokens[-16:]) if thinking.format else ""
+        events = split_reasoning(events, thinking, tail)
+    reasoned = 0
+    for event in events:
         if isinstance(event, Finished):
             _write("\n")
             if stats:
                 _print_stats(resolved, engine, event.stats)
+        elif isinstance(event, Reasoning):
+            reasoned += len(event.text)
         else:
             _write(event.text)
+    if reasoned:
+        progress.message(f"the model reasoned ({reasoned} characters, not shown) before "
+                         "answering")  # fmt: skip
     engine.close()
