@@ -232,6 +232,7 @@ def test_citations_are_checked_as_they_stream():
     assert unclosed.feed("lista [a] y [1") + unclosed.finish() == "lista [a] y [1"
 
 
+@pytest.mark.one_build  # offsets, citation numbers and counts: the pipeline's, on any kernels
 def test_ask_answers_with_citations_that_point_at_their_passages(tmp_path, starter_home):
     home = tmp_path / "home"
     shutil.copytree(starter_home, home)
@@ -285,6 +286,7 @@ def test_dense_retrieval_mechanics_with_a_gguf_in_embedding_mode(tmp_path, start
         engine.close()
 
 
+@pytest.mark.one_build  # which model answers, not what it computes
 def test_the_server_embeds_with_the_configured_model_when_a_request_names_none(
         tmp_path, starter_home):  # fmt: skip
     import httpx

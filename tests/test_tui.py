@@ -465,6 +465,7 @@ async def test_a_failed_answer_gives_the_question_back_and_roles_alternate(engin
     assert stored[2].content == CAPITAL
 
 
+@pytest.mark.one_build  # which passages are given and shown: retrieval's, on any kernels
 async def test_attached_documents_ground_answers_and_the_app_shows_their_sources(chat, tmp_path):
     import shutil
     from pathlib import Path
