@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -246,7 +247,7 @@ def test_ask_answers_with_citations_that_point_at_their_passages(tmp_path, start
     for p in out["passages"] + out["citations"]:
         text = "".join(t for _, t in pages(open_document(p["path"], tmp_path / "spool")))
         assert text[p["start"] : p["end"]] == p["quote"]
-    numbers = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", out["answer"])}
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", out["answer"])}
     assert numbers <= set(range(1, len(out["passages"]) + 1))  # no citation of nothing
     assert out["flagged"] == (not out["citations"])
     absent = run_cli("ask", ABSENT, "--json", home=home)

@@ -19,7 +19,7 @@ from localllm.chat.grounding import citation_filter, cited
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
 from localllm.engine.base import Reasoning
-from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 from localllm.errors import LocalLLMError
 from localllm.index.citations import CitationCheck
 
@@ -228,8 +228,7 @@ class ChatSession:
         done = None
         blocked = None
         events = self.engine.stream(tokens, sampling, _Either(watch, inner_cancel))
-        tail = self.engine.detokenize(tokens[-16:]) if self.thinking.format else ""
-        for event in split_reasoning(events, self.thinking, tail):
+        for event in split_reply(events, self.engine, tokens, self.thinking):
             if isinstance(event, Finished):
                 done = event
             elif isinstance(event, Reasoning):  # shown apart, stored apart, never fed back
@@ -276,8 +275,7 @@ def fold_turns(engine, memory: str, evicted: list[dict]) -> str:
                 {"role": "user", "content": request}]  # fmt: skip
     prompt = engine.tokenize(engine.render_chat(messages, **answer_only(thinking)))
     params = SamplingParams(max_tokens=MEMORY_MAX_TOKENS, temperature=0.0, seed=0)
-    tail = engine.detokenize(prompt[-16:]) if thinking.format else ""
-    events = split_reasoning(engine.stream(prompt, params), thinking, tail)
+    events = split_reply(engine.stream(prompt, params), engine, prompt, thinking)
     summary = "".join(e.text for e in events if isinstance(e, Token)).strip()  # no reasoning
     return summary or memory  # a model that says nothing must not erase the memory
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
@@ -15,6 +14,7 @@ from localllm.cli.common import (
     model_option,
     quiet_option,
 )
+from localllm.cli.formatting import write_now
 
 
 @click.command()
@@ -85,7 +85,7 @@ def ask(question, sources, model, ctx, gpu_layers, k, mode, lang, max_tokens, as
             return loaded.engine
 
         answer = Asker(retriever, engine_for, options).ask(
-            text, on_text=None if as_json else _write)  # fmt: skip
+            text, on_text=None if as_json else write_now)  # fmt: skip
     finally:
         store.close()
         host.close()
@@ -112,11 +112,6 @@ def _embedder_of(store, host):
 
     model = store.meta("embedding_model")
     return embedder(store, host, model, EMBED_CTX) if model else None
-
-
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def _shown_path(path: str) -> str:

@@ -1,4 +1,4 @@
-"""Human-readable sizes and rates for command output."""
+"""Human-readable sizes and rates for command output, and text streamed to it."""
 
 from __future__ import annotations
 
@@ -11,3 +11,11 @@ def human_bytes(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def write_now(text: str) -> None:
+    """Text to stdout as it streams, unbuffered."""
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -18,6 +18,7 @@ from localllm.cli.common import (
     watermark_for_command,
     watermark_option,
 )
+from localllm.cli.formatting import write_now
 
 
 def _read_prompt(prompt: tuple[str, ...], progress) -> str:
@@ -49,11 +50,6 @@ def _print_stats(resolved, engine, stats, prompt_tokens=None) -> None:
         load_s=round(engine.load_s, 3),
     )  # fmt: skip
     click.echo(json.dumps(report), err=True)
-
-
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 @click.command()
@@ -176,21 +172,19 @@ def _run_plain(engine, resolved, text, system, raw, progress, stats, **sampling)
     params = SamplingParams(**{**sampling, "stop": tuple(sampling["stop"])})
     events = engine.stream(tokens, params)
     if not raw and engine.info.chat_template:  # a thinking model's reasoning is not the answer
-        from localllm.engine.reasoning import engine_thinking, split_reasoning
+        from localllm.engine.reasoning import split_reply
 
-        thinking = engine_thinking(engine)
-        tail = engine.detokenize(tokens[-16:]) if thinking.format else ""
-        events = split_reasoning(events, thinking, tail)
+        events = split_reply(events, engine, tokens)
     reasoned = 0
     for event in events:
         if isinstance(event, Finished):
-            _write("\n")
+            write_now("\n")
             if stats:
                 _print_stats(resolved, engine, event.stats)
         elif isinstance(event, Reasoning):
             reasoned += len(event.text)
         else:
-            _write(event.text)
+            write_now(event.text)
     if reasoned:
         progress.message(f"the model reasoned ({reasoned} characters, not shown) before "
                          "answering")  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from localllm.engine import Finished, SamplingParams, Token
 from localllm.engine.base import GenerationStats
-from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 
 
 class WindowExceeded(AssertionError):
@@ -66,8 +66,7 @@ class ModelCalls:
                                  f"reply tokens exceeds the {self.n_ctx}-token window")  # fmt: skip
         text, stats = "", GenerationStats()
         events = self.engine.stream(prompt, params, self.cancel)
-        tail = self.engine.detokenize(prompt[-16:]) if self.thinking.format else ""
-        for event in split_reasoning(events, self.thinking, tail):
+        for event in split_reply(events, self.engine, prompt, self.thinking):
             if isinstance(event, Token):
                 text += event.text
                 if on_text is not None:

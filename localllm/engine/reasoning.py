@@ -75,7 +75,6 @@ class ReasoningSplitter:
         self.format = fmt
         self.inside = inside
         self._held = ""
-        self.reasoning_chars = 0
 
     def feed(self, text: str) -> Iterator[Token | Reasoning]:
         self._held += text
@@ -105,7 +104,6 @@ class ReasoningSplitter:
         if not text:
             return
         if self.inside:
-            self.reasoning_chars += len(text)
             yield Reasoning(text)
         else:
             yield Token(text)
@@ -124,7 +122,6 @@ class HarmonySplitter:
         self.channel: str | None = "analysis" if inside else "final"  # before any header
         self._in_header = False  # after <|channel|>, before <|message|>
         self._held = ""
-        self.reasoning_chars = 0
 
     def feed(self, text: str) -> Iterator[Token | Reasoning]:
         self._held += text
@@ -161,7 +158,6 @@ class HarmonySplitter:
         if self.channel == "final":
             yield Token(text)
         else:
-            self.reasoning_chars += len(text)
             yield Reasoning(text)
 
 
@@ -207,6 +203,24 @@ def split_reasoning(events, thinking: Thinking, prompt_tail: str = ""):
         if isinstance(event, Finished):
             yield from splitter.finish()
         yield event
+
+
+PROMPT_TAIL = 16  # prompt tokens read back to see whether the template opened the reasoning
+
+
+def starts_inside(engine, prompt_tokens: list[int], fmt: ReasoningFormat) -> bool:
+    """Whether the reply to prompt_tokens begins inside the reasoning."""
+    return opens_inside(engine.detokenize(prompt_tokens[-PROMPT_TAIL:]), fmt)
+
+
+def split_reply(events, engine, prompt_tokens: list[int], thinking: Thinking | None = None):
+    """split_reasoning for engine's reply to prompt_tokens (thinking: the engine's own)."""
+    thinking = thinking or engine_thinking(engine)
+    if thinking.format is None:
+        yield from events
+        return
+    tail = engine.detokenize(prompt_tokens[-PROMPT_TAIL:])
+    yield from split_reasoning(events, thinking, tail)
 
 
 def answer_only(thinking: Thinking) -> dict:

@@ -25,7 +25,7 @@ from localllm.chat.session import fold_turns
 from localllm.chat.tools import forced_call_schema, tool_functions
 from localllm.engine.base import Finished, Reasoning, SamplingParams, Token
 from localllm.engine.grammar import ANY_JSON_OBJECT, schema_to_grammar
-from localllm.engine.reasoning import engine_thinking, opens_inside, splitter_for
+from localllm.engine.reasoning import engine_thinking, splitter_for, starts_inside
 from localllm.errors import ContextOverflow, RequestError
 
 POLICIES = ("off", "window", "summary")
@@ -101,7 +101,8 @@ class Runner:
             events = _events(engine, tokens, params)
             thinking = engine_thinking(engine)
             if job.messages is not None and thinking.format is not None:
-                events = _split(events, thinking, engine.detokenize(tokens[-16:]), outcome)
+                inside = starts_inside(engine, tokens, thinking.format)
+                events = _split(events, splitter_for(thinking.format, inside), outcome)
             async for event in events:
                 if isinstance(event, Finished):
                     outcome.finished = event
@@ -178,10 +179,9 @@ class Runner:
         return params
 
 
-async def _split(events, thinking, tail: str, outcome: Outcome):
+async def _split(events, splitter, outcome: Outcome):
     """A chat answer's events with a thinking model's reasoning apart (Reasoning events),
     and kept in the outcome for the final message."""
-    splitter = splitter_for(thinking.format, opens_inside(tail, thinking.format))
     async for event in events:
         parts = splitter.feed(event.text) if isinstance(event, Token) else ()
         if isinstance(event, Finished):

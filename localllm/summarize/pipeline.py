@@ -25,7 +25,7 @@ from localllm.documents.chunking import Chunker
 from localllm.documents.languages import detect_language
 from localllm.documents.readers import Document, text_blocks
 from localllm.engine import Finished, SamplingParams, Token
-from localllm.engine.reasoning import answer_only, engine_thinking, split_reasoning
+from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, prompts_for
 from localllm.summarize.sizing import attention_half_depth, measure_speed, part_tokens
@@ -133,10 +133,8 @@ class Summarizer:
         )
         text, stats = "", None
         with self._limiter:
-            thinking = engine_thinking(self.engine)
-            tail = self.engine.detokenize(prompt[-16:]) if thinking.format else ""
             events = self.engine.stream(prompt, params, self._cancel)
-            for event in split_reasoning(events, thinking, tail):  # reasoning is dropped
+            for event in split_reply(events, self.engine, prompt):  # reasoning is dropped
                 if isinstance(event, Token):
                     text += event.text
                     if on_token:
