@@ -8,7 +8,9 @@
 - Quality: perplexity of watermarked and of unmarked answers under the unmarked
   model (the same prompts and seeds), and their ratio.
 - Speed: decode tokens/s with and without the watermark, alternating in the same
-  run (target ratio >= 0.97).
+  run (target ratio >= 0.97), and the bias's own time per token (timed around each
+  call) as a share of an unmarked decode step: the same cost without the run-to-run
+  noise of whole generations.
 
     python benchmarks/watermark.py [MODEL] [--answers 50] [--speed-rounds 6]
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 from localllm.config import Settings
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
 from localllm.engine.llama import load_engine
-from localllm.engine.watermark import WatermarkSpec, score
+from localllm.engine.watermark import Watermark, WatermarkSpec, score
 from localllm.store.resolve import resolve_model
 from localllm.watermarking import THRESHOLD_Z, detect, normalise
 
@@ -38,6 +40,7 @@ TOPICS = ["a dragon", "the sea", "bread", "bicycles", "the moon", "a library", "
 STYLES = ["Write a long story about {}.", "Explain everything you know about {}.",
           "Describe {} in detail.", "Write an essay about {}.",
           "Tell a tale about {}."]  # fmt: skip
+IMPORT_SIDE_EFFECTS = {"this", "antigravity"}  # print the Zen of Python; open a web browser
 SPANISH = Path(__file__).parent.parent / "tests" / "data" / "pasajes_es.txt"
 
 
@@ -77,6 +80,8 @@ def human_passages(engine, want: int) -> list[str]:
     for info in pkgutil.iter_modules():
         if len(docs) > 4 * want or info.name.startswith("_") or not info.module_finder:
             continue
+        if info.name in IMPORT_SIDE_EFFECTS:
+            continue
         if "site-packages" in str(getattr(info.module_finder, "path", "")):
             continue
         try:
@@ -95,6 +100,22 @@ def human_passages(engine, want: int) -> list[str]:
                 passages.append(engine.detokenize(ids[i : i + 200]))
     spanish = [p for p in SPANISH.read_text(encoding="utf-8").split("\n\n") if p.strip()]
     return passages[: max(want, 500)] + spanish
+
+
+def timed(cls, name: str) -> dict:
+    """Time every call of cls.name from now on (the bias's own cost, without run-to-run noise)."""
+    original, totals = getattr(cls, name), {"seconds": 0.0, "calls": 0}
+
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            totals["seconds"] += time.perf_counter() - started
+            totals["calls"] += 1
+
+    setattr(cls, name, wrapper)
+    return totals
 
 
 def perplexity(engine, prompt_tokens: list[int], text: str) -> float:
@@ -126,6 +147,7 @@ def main() -> None:
     human = human_passages(engine, 500)
     human_z = [detect(SPEC, engine, "bench", p).z for p in human]
     speed = {"marked": [], "plain": []}
+    biasing = timed(Watermark, "bias")
     for r in range(args.speed_rounds):
         order = [("plain", None), ("marked", SPEC)]
         for name, mark in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
@@ -133,6 +155,7 @@ def main() -> None:
             speed[name].append(stats.decode_tps)
     engine.close()
     marked_tps, plain_tps = statistics.median(speed["marked"]), statistics.median(speed["plain"])
+    bias_us = biasing["seconds"] / max(1, biasing["calls"]) * 1e6
     report = {
         "bench": "watermark", "model": model.name, "gamma": SPEC.gamma, "delta": SPEC.delta,
         "context": SPEC.context,
@@ -148,6 +171,8 @@ def main() -> None:
         "perplexity_ratio": round(statistics.median(ppl_marked) / statistics.median(ppl_plain), 3),
         "decode_tps_marked": round(marked_tps, 1), "decode_tps_unmarked": round(plain_tps, 1),
         "decode_ratio": round(marked_tps / plain_tps, 3),
+        "bias_us_per_token": round(bias_us, 1),
+        "bias_share_of_unmarked_step": round(bias_us * 1e-6 * plain_tps, 4),
         "wall_s": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     print(json.dumps(report, indent=2))

@@ -14,10 +14,11 @@ import shutil
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
-from localllm.engine import SamplingParams, Token
+from localllm.engine import SamplingParams, Token, watermark
 from localllm.engine.grammar import schema_to_grammar
 from localllm.engine.watermark import WatermarkSpec, score
 from localllm.watermarking import THRESHOLD_Z, detect, normalise
@@ -144,6 +145,26 @@ def test_human_text_in_english_and_spanish_stays_below_the_threshold(engine):
 def test_repeated_ngrams_count_once():
     tokens = [5, 6, 7, 8, 9, 10] * 40  # a text that repeats itself: six distinct 5-grams
     assert score(KEY, 100, tokens).tokens <= 6
+
+
+def test_generation_biases_exactly_the_green_lists_the_detector_counts(monkeypatch):
+    """The kept, packed and in-place-hashed lists generation uses are the detector's
+    definition, also after the least recent are dropped and made again."""
+    monkeypatch.setattr(watermark, "VECTOR_BYTES", 4 * 4 * 1000)  # 4 vectors
+    monkeypatch.setattr(watermark, "PACKED_BYTES", 16 * 125)  # 16 packed lists
+    mark = watermark.Watermark(KEY, 1000)
+    rng = random.Random(7)
+    contexts = [[rng.randrange(1000) for _ in range(rng.randrange(8))] for _ in range(60)]
+    for context in contexts + contexts[::-1]:  # the second pass meets dropped lists
+        logits = np.linspace(-3, 3, 1000, dtype=np.float32)
+        expected = logits + np.where(mark.green(context), np.float32(KEY.delta), np.float32(0))
+        mark.bias(logits, context)
+        assert np.array_equal(logits, expected)
+    tokens = np.asarray([t for c in contexts for t in c], dtype=np.int64)
+    flags, _ = mark.green_flags(tokens)
+    windows = [tokens[: i + KEY.context].tolist() for i in range(len(flags))]
+    assert flags.tolist() == [bool(mark.green(w)[tokens[i + KEY.context]])
+                              for i, w in enumerate(windows)]  # fmt: skip
 
 
 @pytest.mark.one_build  # validity comes from the grammar

@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from localllm.engine.base import (
     Event,
     Finished,
@@ -38,7 +36,7 @@ from localllm.engine.base import (
 )
 from localllm.engine.llama import LlamaModelText, open_llama, plan_load
 from localllm.engine.prefix import can_cut_back, common_prefix, plan_reuse
-from localllm.engine.sampling import make_sampler, token_logprob
+from localllm.engine.sampling import LogitRows, make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
 from localllm.errors import ContextOverflow, EngineBusy, LocalLLMError, ModelLoadError
@@ -87,6 +85,7 @@ class BatchEngine(LlamaModelText):
         self.max_queue = max_queue
         self._ctx = llm._ctx.ctx
         self._memory = self._lib.llama_get_memory(self._ctx)
+        self._logit_rows = LogitRows(self._lib, self._ctx, self._n_vocab)
         self._can_cut = can_cut_back(self._lib, llm._model.model)
         self._batch = self._lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [_Slot(i) for i in range(parallel)]
@@ -285,8 +284,7 @@ class BatchEngine(LlamaModelText):
         request = slot.request
         if request.params.watermark is not None:  # before the chain, so before a grammar
             mark = watermark_for(request.params.watermark, self._n_vocab)
-            pointer = self._lib.llama_get_logits_ith(self._ctx, row)
-            mark.bias(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)), slot.cached)
+            mark.bias(self._logit_rows.row(row), slot.cached)
         token = self._lib.llama_sampler_sample(request.sampler, self._ctx, row)
         now = time.perf_counter()
         request.first_at = request.first_at or now

@@ -35,7 +35,7 @@ from localllm.engine.chat_template import render_chat
 from localllm.engine.plan import make_plan
 from localllm.engine.prefix import can_cut_back, plan_reuse
 from localllm.engine.reasoning import thinking_of
-from localllm.engine.sampling import make_sampler, token_logprob
+from localllm.engine.sampling import LogitRows, make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
 from localllm.errors import ContextOverflow, ModelLoadError
@@ -206,6 +206,7 @@ class LlamaEngine(LlamaModelText):
         super().__init__(llm, info, plan, load_s)
         self._lock = threading.Lock()
         self._kv_tokens: list[int] = []  # what the KV cache holds, in order
+        self._logit_rows = LogitRows(self._lib, llm._ctx.ctx, self._n_vocab)
         self._can_cut = can_cut_back(self._lib, llm._model.model)
 
     @classmethod
@@ -242,13 +243,6 @@ class LlamaEngine(LlamaModelText):
                 return 0
             del self._kv_tokens[reuse.keep :]
         return reuse.keep
-
-    def _logits(self, row: int):
-        """The logits row llama.cpp will sample from, as a writable numpy view."""
-        import numpy as np
-
-        pointer = self._lib.llama_get_logits_ith(self._llm._ctx.ctx, row)
-        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
 
     def _decode(self, tokens: list[int]) -> None:
         """Run tokens through the model (in batches), extending the KV cache."""
@@ -330,7 +324,7 @@ class LlamaEngine(LlamaModelText):
             self._decode(prompt_tokens[stats.cached_tokens :])
             while True:
                 if mark is not None:  # before the sampler chain, so before a grammar's mask
-                    mark.bias(self._logits(-1), self._kv_tokens)
+                    mark.bias(self._logit_rows.row(-1), self._kv_tokens)
                 token = self._lib.llama_sampler_sample(sampler, ctx, -1)
                 now = time.perf_counter()
                 first_at = first_at or now

@@ -3,12 +3,45 @@ engine (engine/llama.py) and the batching engine (engine/batch.py)."""
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 from localllm.engine.base import SamplingParams, TokenLogprob
 from localllm.errors import GrammarError
 
 REPEAT_WINDOW = 64  # tokens the repeat penalty looks back over (llama-cpp-python's default)
+VIEWS_KEPT = 256  # logits rows' numpy views, by address
+
+
+class LogitRows:
+    """Writable numpy views of llama.cpp's logits rows, made once per row address.
+
+    Between two decodes the model's weights have streamed through the CPU caches, so the
+    interpreter's and numpy's code run cold: making a view with np.ctypeslib.as_array then
+    costs ~100 us a token, more than the watermark's arithmetic on it. llama.cpp keeps the
+    rows in one buffer whose addresses recur, so a view is made once per address. A view is
+    only handed out for an address llama.cpp has just returned, so a buffer it reallocated
+    can never leave a stale view in use."""
+
+    def __init__(self, lib, ctx, n_vocab: int):
+        address = ctypes.cast(lib.llama_get_logits_ith, ctypes.c_void_p).value
+        # the same C function, declared to return the address as a plain int
+        self._row_address = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p,
+                                             ctypes.c_int32)(address)  # fmt: skip
+        self._ctx = ctx
+        self._n_vocab = n_vocab
+        self._views: dict[int, np.ndarray] = {}
+
+    def row(self, index: int) -> np.ndarray:
+        address = self._row_address(self._ctx, index)
+        view = self._views.get(address)
+        if view is None:
+            if len(self._views) >= VIEWS_KEPT:
+                self._views.clear()
+            buffer = (ctypes.c_float * self._n_vocab).from_address(address)
+            view = self._views[address] = np.frombuffer(buffer, dtype=np.float32)
+        return view
 
 
 def make_sampler(lib, vocab, n_vocab: int, params: SamplingParams, seed: int):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,9 @@ DELTA = 2.0
 CONTEXT = 4
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _SALT = np.uint64(0x9E3779B97F4A7C15)
-MASKS_KEPT = 256  # green lists by seed: the seed is one recent token's hash, so they recur
+_S1, _S2, _S3 = np.uint64(30), np.uint64(27), np.uint64(31)
+VECTOR_BYTES = 8 * 2**20  # ready bias vectors kept for generation (a float32 per token)
+PACKED_BYTES = 16 * 2**20  # packed green lists kept besides (a bit per token)
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,11 @@ class WatermarkSpec:
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a well-spread 64-bit hash of each element (wrapping)."""
-    x = x ^ (x >> np.uint64(30))
+    x = x ^ (x >> _S1)
     x = x * _M1
-    x = x ^ (x >> np.uint64(27))
+    x = x ^ (x >> _S2)
     x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    return x ^ (x >> _S3)
 
 
 class Watermark:
@@ -67,29 +70,25 @@ class Watermark:
             self._candidate = _mix(ids * _SALT ^ np.uint64(seed >> 1))
         self._threshold = np.uint64(min(int(spec.gamma * 2**64), 2**64 - 1))
         self.n_vocab = n_vocab
-        self._by_seed: dict[int, np.ndarray] = {}  # seed -> indices of its green tokens
+        self._lists = GreenLists(self, n_vocab)
+
+    def seed(self, context: list[int]) -> int:
+        """The green list's seed after these tokens: the least keyed hash of the recent ones."""
+        recent = [t for t in context[-self.spec.context :] if 0 <= t < self.n_vocab]
+        return int(self._token_hash[recent].min()) if recent else 2**64 - 1
 
     def green(self, context: list[int]) -> np.ndarray:
         """Which tokens are green after these preceding tokens (a bool per vocabulary entry)."""
-        recent = [t for t in context[-self.spec.context :] if 0 <= t < self.n_vocab]
-        seed = self._token_hash[recent].min() if recent else np.uint64(2**64 - 1)
+        seed = np.uint64(self.seed(context))
         with np.errstate(over="ignore"):
             return _mix(np.minimum(self._token_hash, seed) ^ self._candidate) < self._threshold
 
     def bias(self, logits: np.ndarray, context: list[int]) -> None:
         """Add delta to the green logits, in place (a view of llama.cpp's logits row).
 
-        The green list depends on the context only through its seed, which is the hash of
-        one of the last few tokens: lists are kept by seed, so most steps cost one add."""
-        recent = [t for t in context[-self.spec.context :] if 0 <= t < self.n_vocab]
-        seed = int(self._token_hash[recent].min()) if recent else 2**64 - 1
-        green = self._by_seed.get(seed)
-        if green is None:
-            green = np.flatnonzero(self.green(context)).astype(np.int32)
-            if len(self._by_seed) >= MASKS_KEPT:
-                self._by_seed.pop(next(iter(self._by_seed)))  # the oldest
-            self._by_seed[seed] = green
-        logits[green] += np.float32(self.spec.delta)
+        This runs between two decodes, with the CPU caches full of the model's weights, where
+        every Python and numpy call costs tens of microseconds: a kept list is one add."""
+        np.add(logits, self._lists.bias_vector(self._lists.seed(context)), out=logits)
 
     def green_flags(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each token after the first `context`: whether it is green given those before,
@@ -102,6 +101,72 @@ class Watermark:
         seeds = np.minimum(windows.min(axis=1), hashes[h:])
         with np.errstate(over="ignore"):
             return _mix(seeds ^ self._candidate[tokens[h:]]) < self._threshold, seeds
+
+
+class GreenLists:
+    """Green lists by seed, for generation.
+
+    The seed is the hash of one of the last few tokens, so lists recur within a text and
+    across texts. The most recent are kept as ready bias vectors (delta on green, 0 on red:
+    one add per token), the older packed (a bit per token), each tier within a byte budget,
+    the least recently used dropped first. A new list is hashed in place in two scratch
+    vectors: allocating the temporaries of eight whole-vocabulary operations costs more than
+    their arithmetic."""
+
+    def __init__(self, mark: Watermark, n_vocab: int):
+        self._mark = mark
+        self._n_vocab = n_vocab
+        self._delta = np.float32(mark.spec.delta)
+        self._hashes: list[int] | None = None  # the token hashes as ints, made on first use
+        self._vectors: dict[int, np.ndarray] = {}
+        self._packed: dict[int, np.ndarray] = {}
+        self._most_vectors = max(4, VECTOR_BYTES // (4 * n_vocab))
+        self._most_packed = max(16, PACKED_BYTES // ((n_vocab + 7) // 8))
+        self._work = np.empty(n_vocab, dtype=np.uint64)
+        self._spare = np.empty(n_vocab, dtype=np.uint64)
+        self._flags = np.empty(n_vocab, dtype=bool)
+        self._lock = threading.Lock()  # one key's lists serve every engine in the process
+
+    def seed(self, context: list[int]) -> int:
+        """Watermark.seed, on Python ints: one cold numpy call fewer per token."""
+        if self._hashes is None:
+            self._hashes = self._mark._token_hash.tolist()
+        hashes, n_vocab = self._hashes, self._n_vocab
+        recent = [hashes[t] for t in context[-self._mark.spec.context :] if 0 <= t < n_vocab]
+        return min(recent) if recent else 2**64 - 1
+
+    def bias_vector(self, seed: int) -> np.ndarray:
+        """delta where a token is green under this seed, 0 elsewhere (float32)."""
+        with self._lock:
+            vector = self._vectors.pop(seed, None)
+            if vector is None:
+                packed = self._packed.pop(seed, None)
+                if packed is None:
+                    packed = self._make(seed)
+                _keep(self._packed, seed, packed, self._most_packed)
+                vector = np.unpackbits(packed, count=self._n_vocab).astype(np.float32)
+                vector *= self._delta
+            _keep(self._vectors, seed, vector, self._most_vectors)
+        return vector
+
+    def _make(self, seed: int) -> np.ndarray:
+        mark, x, tmp = self._mark, self._work, self._spare
+        np.minimum(mark._token_hash, np.uint64(seed), out=x)
+        np.bitwise_xor(x, mark._candidate, out=x)
+        for shift, multiplier in ((_S1, _M1), (_S2, _M2), (_S3, None)):  # _mix, in place
+            np.right_shift(x, shift, out=tmp)
+            np.bitwise_xor(x, tmp, out=x)
+            if multiplier is not None:
+                np.multiply(x, multiplier, out=x)
+        np.less(x, mark._threshold, out=self._flags)
+        return np.packbits(self._flags)
+
+
+def _keep(kept: dict, key, value, most: int) -> None:
+    """Put value last (the most recent), dropping the least recent beyond `most`."""
+    kept[key] = value
+    if len(kept) > most:
+        kept.pop(next(iter(kept)))
 
 
 @functools.lru_cache(maxsize=8)
