@@ -10,7 +10,10 @@ bench`'s bare llama.cpp loop (single-stream reference) and what a server that
 serves one request at a time (Ollama's default, OLLAMA_NUM_PARALLEL=1) would
 give: its single-stream rate, whatever the concurrency.
 
-    python benchmarks/serve_throughput.py [--rounds 2] [--json]
+llama-server's default is flash attention on wherever it runs, CPUs included;
+localllm serve's is on a GPU only, so --flash-attn compares the same kernels.
+
+    python benchmarks/serve_throughput.py [--rounds 2] [--flash-attn] [--json]
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--slot-ctx", type=int, default=1024)
+    parser.add_argument(
+        "--flash-attn",
+        action="store_true",
+        help="serve with --flash-attn, as llama-server runs by default",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -114,7 +122,8 @@ def main() -> None:
     binary = llama_server(CACHE)
     ours_port, ref_port = free_port(), free_port()
     ours = subprocess.Popen([sys.executable, "-m", "localllm", "serve", "--port", str(ours_port),
-                             "-m", model.name, "--parallel", "8", "--ctx", str(args.slot_ctx)],
+                             "-m", model.name, "--parallel", "8", "--ctx", str(args.slot_ctx),
+                             *(["--flash-attn"] if args.flash_attn else [])],
                             stderr=subprocess.DEVNULL)  # fmt: skip
     ref = subprocess.Popen([binary, "-m", model.path, "--port", str(ref_port), "-np", "8",
                             "-c", str(8 * args.slot_ctx), "-t", threads, "-tb", threads,

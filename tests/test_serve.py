@@ -309,3 +309,24 @@ def test_tokenize_detokenize_and_template(server):
     prompt = httpx.post(server + "/apply-template", json={
         "messages": [{"role": "user", "content": "Hi"}]}).json()["prompt"]  # fmt: skip
     assert "Hi" in prompt and prompt.rstrip().endswith("assistant")
+
+
+@pytest.mark.one_build  # asserts that the option reaches llama.cpp and the slots work with it
+def test_flash_attention_serves_concurrent_streams(starter_home):
+    with running_server(starter_home, "-m", MODEL, "--parallel", "4", "--ctx", "512",
+                        "--flash-attn") as url:  # fmt: skip
+        replies = [None] * 4
+
+        def ask_one(i):
+            body = {"model": MODEL, "max_tokens": 12, "temperature": 0,
+                    "messages": [{"role": "user", "content": f"Count to {i + 3}."}]}  # fmt: skip
+            replies[i] = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+
+        threads = [threading.Thread(target=ask_one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.status_code == 200 for r in replies)
+        assert all(r.json()["usage"]["completion_tokens"] >= 1 for r in replies)
+        assert httpx.get(url + "/api/ps").json()["models"][0]["flash_attention"] is True

@@ -130,6 +130,12 @@ class LlamaModelText:
     def n_vocab(self) -> int:
         return self._n_vocab
 
+    @property
+    def flash_attention(self) -> bool:
+        """Whether the context llama.cpp runs was made with flash attention."""
+        disabled = self._lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        return self._llm.context_params.flash_attn_type != disabled
+
     def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:

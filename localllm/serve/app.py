@@ -52,6 +52,7 @@ class ServeConfig:
     verbose: bool = False
     watermark: bool = False  # every answer carries the installation's watermark
     think: bool | None = None  # thinking models, for requests that do not say
+    flash_attn: bool | None = None  # None: on a GPU only (engine/llama.py)
 
     @property
     def loopback(self) -> bool:
@@ -81,7 +82,7 @@ def make_host(settings: Settings, config: ServeConfig):
     batch = partial(BatchEngine.load, parallel=config.parallel, max_queue=config.max_queue)
     loaders = {"chat": Loader(batch, n_seq=config.parallel), "embed": Loader(EmbeddingEngine.load)}
     options = LoadOptions(n_ctx=config.n_ctx, n_gpu_layers=config.gpu_layers,
-                          verbose=config.verbose)  # fmt: skip
+                          flash_attn=config.flash_attn, verbose=config.verbose)  # fmt: skip
     return ModelHost(resolve, loaders, options=options, keep_alive=config.keep_alive, sweep=True)
 
 

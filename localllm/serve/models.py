@@ -100,6 +100,7 @@ class ServerModels:
                 "expires_at": _iso(expires if expires is not None else time.time() + FOREVER),
                 "size_vram": m.size if gpu else 0, "context_length": engine.n_ctx,
                 "kind": m.kind, "in_use": m.users,
+                "flash_attention": getattr(engine, "flash_attention", None),
             }  # fmt: skip
             if hasattr(engine, "load_state"):
                 item["slots"] = engine.load_state()
