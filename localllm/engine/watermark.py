@@ -50,11 +50,17 @@ class WatermarkSpec:
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a well-spread 64-bit hash of each element (wrapping)."""
-    x = x ^ (x >> _S1)
-    x = x * _M1
-    x = x ^ (x >> _S2)
-    x = x * _M2
-    return x ^ (x >> _S3)
+    return _mix_in_place(x.copy(), np.empty_like(x))
+
+
+def _mix_in_place(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """_mix on x itself, with tmp as scratch: no whole-vocabulary temporaries to allocate."""
+    for shift, multiplier in ((_S1, _M1), (_S2, _M2), (_S3, None)):
+        np.right_shift(x, shift, out=tmp)
+        np.bitwise_xor(x, tmp, out=x)
+        if multiplier is not None:
+            np.multiply(x, multiplier, out=x)
+    return x
 
 
 class Watermark:
@@ -70,12 +76,18 @@ class Watermark:
             self._candidate = _mix(ids * _SALT ^ np.uint64(seed >> 1))
         self._threshold = np.uint64(min(int(spec.gamma * 2**64), 2**64 - 1))
         self.n_vocab = n_vocab
+        self._hashes: list[int] | None = None  # _token_hash as Python ints, made on first use
         self._lists = GreenLists(self, n_vocab)
 
     def seed(self, context: list[int]) -> int:
-        """The green list's seed after these tokens: the least keyed hash of the recent ones."""
-        recent = [t for t in context[-self.spec.context :] if 0 <= t < self.n_vocab]
-        return int(self._token_hash[recent].min()) if recent else 2**64 - 1
+        """The green list's seed after these tokens: the least keyed hash of the recent ones.
+
+        On Python ints: generation asks once a token, where a numpy call runs cold."""
+        if self._hashes is None:
+            self._hashes = self._token_hash.tolist()
+        hashes, n_vocab = self._hashes, self.n_vocab
+        recent = [hashes[t] for t in context[-self.spec.context :] if 0 <= t < n_vocab]
+        return min(recent) if recent else 2**64 - 1
 
     def green(self, context: list[int]) -> np.ndarray:
         """Which tokens are green after these preceding tokens (a bool per vocabulary entry)."""
@@ -88,7 +100,7 @@ class Watermark:
 
         This runs between two decodes, with the CPU caches full of the model's weights, where
         every Python and numpy call costs tens of microseconds: a kept list is one add."""
-        np.add(logits, self._lists.bias_vector(self._lists.seed(context)), out=logits)
+        np.add(logits, self._lists.bias_vector(self.seed(context)), out=logits)
 
     def green_flags(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each token after the first `context`: whether it is green given those before,
@@ -117,7 +129,6 @@ class GreenLists:
         self._mark = mark
         self._n_vocab = n_vocab
         self._delta = np.float32(mark.spec.delta)
-        self._hashes: list[int] | None = None  # the token hashes as ints, made on first use
         self._vectors: dict[int, np.ndarray] = {}
         self._packed: dict[int, np.ndarray] = {}
         self._most_vectors = max(4, VECTOR_BYTES // (4 * n_vocab))
@@ -126,14 +137,6 @@ class GreenLists:
         self._spare = np.empty(n_vocab, dtype=np.uint64)
         self._flags = np.empty(n_vocab, dtype=bool)
         self._lock = threading.Lock()  # one key's lists serve every engine in the process
-
-    def seed(self, context: list[int]) -> int:
-        """Watermark.seed, on Python ints: one cold numpy call fewer per token."""
-        if self._hashes is None:
-            self._hashes = self._mark._token_hash.tolist()
-        hashes, n_vocab = self._hashes, self._n_vocab
-        recent = [hashes[t] for t in context[-self._mark.spec.context :] if 0 <= t < n_vocab]
-        return min(recent) if recent else 2**64 - 1
 
     def bias_vector(self, seed: int) -> np.ndarray:
         """delta where a token is green under this seed, 0 elsewhere (float32)."""
@@ -150,15 +153,10 @@ class GreenLists:
         return vector
 
     def _make(self, seed: int) -> np.ndarray:
-        mark, x, tmp = self._mark, self._work, self._spare
+        mark, x = self._mark, self._work
         np.minimum(mark._token_hash, np.uint64(seed), out=x)
         np.bitwise_xor(x, mark._candidate, out=x)
-        for shift, multiplier in ((_S1, _M1), (_S2, _M2), (_S3, None)):  # _mix, in place
-            np.right_shift(x, shift, out=tmp)
-            np.bitwise_xor(x, tmp, out=x)
-            if multiplier is not None:
-                np.multiply(x, multiplier, out=x)
-        np.less(x, mark._threshold, out=self._flags)
+        np.less(_mix_in_place(x, self._spare), mark._threshold, out=self._flags)
         return np.packbits(self._flags)
 
 
