@@ -18,7 +18,7 @@ from localllm.chat.conversation import Conversation, Message
 from localllm.chat.grounding import citation_filter, cited
 from localllm.chat.history import History
 from localllm.engine import Finished, GenerationStats, SamplingParams, Token
-from localllm.engine.base import Reasoning
+from localllm.engine.base import EitherFlag, Reasoning
 from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 from localllm.errors import LocalLLMError
 from localllm.index.citations import CitationCheck
@@ -227,7 +227,7 @@ class ChatSession:
         watch = cancel if cancel is not None else inner_cancel
         done = None
         blocked = None
-        events = self.engine.stream(tokens, sampling, _Either(watch, inner_cancel))
+        events = self.engine.stream(tokens, sampling, EitherFlag(watch, inner_cancel))
         for event in split_reply(events, self.engine, tokens, self.thinking):
             if isinstance(event, Finished):
                 done = event
@@ -278,16 +278,6 @@ def fold_turns(engine, memory: str, evicted: list[dict]) -> str:
     events = split_reply(engine.stream(prompt, params), engine, prompt, thinking)
     summary = "".join(e.text for e in events if isinstance(e, Token)).strip()  # no reasoning
     return summary or memory  # a model that says nothing must not erase the memory
-
-
-class _Either:
-    """A cancel flag that is set when either of two flags is (the user's or the guard's)."""
-
-    def __init__(self, a: threading.Event, b: threading.Event):
-        self.a, self.b = a, b
-
-    def is_set(self) -> bool:
-        return self.a.is_set() or self.b.is_set()
 
 
 def guardrails_from_config(config: dict) -> Guardrails:

@@ -163,8 +163,21 @@ class Tokenizer(Protocol):
     def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]: ...
 
 
+class EitherFlag:
+    """A cancel flag set when either of two flags is. A caller's flag is the caller's to set
+    (a summarizer shares one among all its calls), so an engine that must stop a request of
+    its own accord (its reader went away, a guard tripped) watches this pair instead."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+
 class Generator(Protocol):
-    """Answers: a stream of Token events and one Finished, stopped early by cancel."""
+    """Answers: a stream of Token events and one Finished, stopped early by cancel, which
+    the engine only reads: the caller may share one flag among many calls."""
 
     def stream(
         self,

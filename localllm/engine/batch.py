@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localllm.engine.base import (
+    EitherFlag,
     Event,
     Finished,
     GenerationStats,
@@ -54,7 +55,7 @@ class _Request:
     params: SamplingParams
     max_tokens: int
     sink: Sink
-    cancel: threading.Event
+    cancel: threading.Event | EitherFlag
     sampler: object = None
     next_pos: int = 0  # prompt tokens already in the slot's cache
     next_token: int | None = None  # sampled, to be decoded in the next step
@@ -124,7 +125,7 @@ class BatchEngine(LlamaModelText):
     # -- what callers use --------------------------------------------------------
 
     def submit(self, prompt_tokens: list[int], params: SamplingParams, *, sink: Sink,
-               cancel: threading.Event) -> None:  # fmt: skip
+               cancel: threading.Event | EitherFlag) -> None:  # fmt: skip
         """Queue a generation; its events go to sink from the batching thread."""
         room = self.n_ctx - len(prompt_tokens)
         if not prompt_tokens or room <= 0:
@@ -151,8 +152,10 @@ class BatchEngine(LlamaModelText):
                cancel: threading.Event | None = None) -> Iterator[Event]:  # fmt: skip
         """The Engine protocol's stream, on a slot: Token events, then one Finished."""
         events: queue.SimpleQueue = queue.SimpleQueue()
-        cancel = cancel or threading.Event()
-        self.submit(prompt_tokens, params, sink=events.put, cancel=cancel)
+        # The caller's flag is only read: a summarizer shares one among all its calls.
+        reader_gone = threading.Event()
+        flag = reader_gone if cancel is None else EitherFlag(cancel, reader_gone)
+        self.submit(prompt_tokens, params, sink=events.put, cancel=flag)
         try:
             while True:
                 event = events.get()
@@ -162,7 +165,7 @@ class BatchEngine(LlamaModelText):
                 if isinstance(event, Finished):
                     return
         finally:
-            cancel.set()  # closed early (the caller stopped reading): free the slot
+            reader_gone.set()  # closed early (the caller stopped reading): free the slot
 
     def load_state(self) -> dict:
         """Slots busy and idle, requests waiting, and counters, for /health and `ps`."""

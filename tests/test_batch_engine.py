@@ -1,0 +1,85 @@
+"""The batching engine in this process, as the document jobs' --parallel uses it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_summarize import long_document, write
+
+from localllm.documents.cache import CallCache
+from localllm.documents.readers import open_document
+from localllm.engine import Finished, LoadOptions, SamplingParams, Token
+from localllm.engine.batch import BatchEngine
+from localllm.summarize.pipeline import Summarizer, SummaryOptions
+
+PROMPT = "Write a long story about a lighthouse keeper."
+
+
+@pytest.fixture(scope="module")
+def batch_engine(starter_path):
+    engine = BatchEngine.load(starter_path, LoadOptions(n_ctx=512), parallel=2)
+    yield engine
+    engine.close()
+
+
+def finish_of(events) -> Finished:
+    return next(e for e in events if isinstance(e, Finished))
+
+
+def story(engine, max_tokens: int = 24):
+    return engine.chat_tokens([{"role": "user", "content": PROMPT}]), SamplingParams(
+        max_tokens=max_tokens, temperature=0.0, seed=1
+    )
+
+
+@pytest.mark.one_build  # who sets a cancel flag, not what the model writes
+def test_a_shared_cancel_flag_is_only_read(batch_engine):
+    tokens, params = story(batch_engine)
+    shared = threading.Event()  # as a summarizer shares one among all its calls
+    for _ in range(2):
+        finished = finish_of(batch_engine.stream(tokens, params, shared))
+        assert finished.stats.stop_reason != "cancelled" and not finished.stopped
+        assert finished.stats.completion_tokens > 0
+    assert not shared.is_set()
+
+
+@pytest.mark.one_build
+def test_a_reader_that_leaves_frees_its_slot_and_spares_the_others(batch_engine):
+    tokens, params = story(batch_engine, max_tokens=64)
+    shared = threading.Event()
+    results = {}
+
+    def full() -> None:
+        results["full"] = finish_of(batch_engine.stream(tokens, params, shared))
+
+    other = threading.Thread(target=full)
+    other.start()
+    leaving = batch_engine.stream(tokens, params, shared)
+    assert isinstance(next(leaving), Token)
+    leaving.close()  # the reader goes away after one token
+    other.join(timeout=120)
+    assert results["full"].stats.stop_reason != "cancelled"
+    assert not shared.is_set()
+    assert batch_engine.counters["cancelled"] >= 1
+    # Setting the caller's flag still stops its request.
+    shared.set()
+    assert finish_of(batch_engine.stream(tokens, params, shared)).stopped
+
+
+@pytest.mark.slow
+@pytest.mark.one_build  # that parallel parts all complete, not what they say
+def test_a_summary_with_parallel_parts_completes_every_call(batch_engine, tmp_path):
+    doc = open_document(str(write(tmp_path, "long.txt", long_document(1))), tmp_path)
+    job = Summarizer(
+        batch_engine,
+        "starter",
+        CallCache(tmp_path / "cache", False),
+        SummaryOptions(length="short"),
+        spool_dir=tmp_path / "spool",
+        parallel=2,
+    )
+    result = job.summarize(doc)
+    assert result.stats["map_calls"] >= 2
+    assert all(part.strip() for part in result.chunk_summaries)
+    assert result.summary.strip()
