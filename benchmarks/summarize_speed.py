@@ -4,7 +4,7 @@ In one run, on the same model and threads: llama-bench (built from the llama.cpp
 inside the pinned llama-cpp-python sdist, cached) gives pp512 and tg128
 tokens/s; then `localllm summarize --json` runs on a generated chronicle (Spanish
 by default, ~17,900 tokens as in the issue) in a child process, with the default
-part length (chosen from the engine's speed) and, with --compare-window, with
+part length (chosen from the model's shape, sizing.py) and, with --compare-window, with
 parts that fill the window (the old behaviour). For each it reports wall time,
 the bound
 
@@ -147,7 +147,11 @@ def main() -> None:
             "document_tokens": stats["document_tokens"], "chunks": stats["chunks"],
             "part_tokens": stats.get("part_tokens"), "calls": stats["calls"],
             "summary_tokens": stats["summary_tokens"], "summary_words": len(summary.split()),
-            "engine_speed": stats.get("engine_speed"), "wall_s": round(wall, 1),
+            "part_summary_tokens": stats.get("part_summary_tokens"), "wall_s": round(wall, 1),
+            # where the wall went: the pipeline itself (not start-up and loading), and its
+            # calls' prefill and decode seconds (summed: with --parallel they overlap)
+            "pipeline_s": stats.get("wall_s"), "prefill_s": stats.get("prefill_s"),
+            "decode_s": stats.get("decode_s"),
             "bound_s": round(bound, 1), "ratio": round(wall / bound, 3),
         }  # fmt: skip
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)

@@ -1,17 +1,14 @@
-"""Part length from the engine's speed: shorter than the window where prefill slows down."""
+"""Part length from the model's shape: shorter than the window where prefill slows down, and
+each part's summary a share of its part."""
 
 from __future__ import annotations
 
 import pytest
+from test_summarize import long_document, summarizer, write
 
-from localllm.documents.cache import CallCache
+from localllm.documents.readers import open_document
 from localllm.gguf_meta import read_gguf_info
-from localllm.summarize.sizing import (
-    EngineSpeed,
-    attention_half_depth,
-    measure_speed,
-    part_tokens,
-)
+from localllm.summarize.sizing import attention_half_depth, part_summary_tokens, part_tokens
 
 
 @pytest.mark.model
@@ -19,22 +16,37 @@ def test_a_small_model_gets_parts_shorter_than_a_long_window(starter_path):
     info = read_gguf_info(starter_path)
     depth = attention_half_depth(info)
     # SmolLM2-135M: 30 layers of width 576; attention over ~3.9k tokens costs what its
-    # weights do (measured: 273 tok/s prefill at 512 tokens, 124 tok/s over 8k).
+    # weights do (llama-bench: 285 tok/s prefill at depth 0, 141 tok/s 3,072 tokens in).
     assert 3000 < depth < 5000
-    cpu = EngineSpeed(prefill_tps=273, decode_tps=100)
-    chosen = part_tokens(7800, info, cpu, 256)
-    assert 1500 < chosen < 4000
-    # Where prefill is far faster than decoding (a GPU), fewer, longer parts win.
-    assert part_tokens(7800, info, EngineSpeed(20000, 100), 256) == 7800
-    # Never longer than the window allows, never shorter than 512 (or the window).
-    assert part_tokens(1000, info, cpu, 256) == 1000
-    assert part_tokens(300, info, EngineSpeed(1, 1000), 256) == 300
-    assert part_tokens(7800, info, None, 256) == 7800  # unmeasured: the window, as before
+    chosen = part_tokens(7800, info, 100)
+    assert 512 < chosen < 1500
+    # More prompt around each part makes longer parts pay; never past the window.
+    assert part_tokens(7800, info, 400) > chosen
+    assert part_tokens(7800, info, 10**6) == 7800
+    # Never shorter than 512 (or the window, when it is shorter).
+    assert part_tokens(7800, info, 1) == 512
+    assert part_tokens(300, info, 100) == 300
 
 
-@pytest.mark.model
-def test_the_speed_is_measured_once_and_kept(engine, tmp_path):
-    cache = CallCache(tmp_path)
-    speed = measure_speed(engine, cache, "k")
-    assert speed.prefill_tps > 0 and speed.decode_tps > 0
-    assert measure_speed(None, cache, "k") == speed  # from the cache: the engine is not used
+def test_a_part_summary_is_a_share_of_its_part_within_bounds():
+    assert part_summary_tokens(1024, 256) == 128
+    assert part_summary_tokens(4000, 256) == 256  # capped by what a reply may take
+    assert part_summary_tokens(200, 256) == 96  # a short part still gets a sentence or two
+    assert part_summary_tokens(200, 64) == 64  # a small window's cap wins
+
+
+@pytest.mark.slow
+@pytest.mark.one_build  # call budgets, not what the model wrote
+def test_every_part_is_asked_for_a_summary_of_its_share(engine, tmp_path):
+    from conftest import RecordingEngine
+
+    recorder = RecordingEngine(engine)  # n_ctx 2048: parts shorter than the window
+    doc = open_document(str(write(tmp_path, "long.txt", long_document(4))), tmp_path)
+    job = summarizer(recorder, tmp_path, cache=False, length="short")
+    result = job.summarize(doc)
+    stats = result.stats
+    assert stats["map_calls"] >= 2
+    assert stats["part_tokens"] < engine.n_ctx - job.map_reserve
+    reserves = [reserve for _, reserve in recorder.calls[: stats["map_calls"]]]
+    assert set(reserves) == {stats["part_summary_tokens"]}
+    assert stats["part_summary_tokens"] == part_summary_tokens(stats["part_tokens"], 256)

@@ -28,7 +28,7 @@ from localllm.engine import Finished, SamplingParams, Token
 from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, prompts_for
-from localllm.summarize.sizing import attention_half_depth, measure_speed, part_tokens
+from localllm.summarize.sizing import part_summary_tokens, part_tokens
 
 SAFETY_TOKENS = 8
 OVERLAP_SHARE = 0.04  # of a chunk, repeated at the start of the next one
@@ -78,7 +78,7 @@ class Summarizer:
         self.options = options
         self.progress = progress or SilentProgress()
         self.spool_dir = spool_dir
-        self.map_reserve = min(256, engine.n_ctx // 4)
+        self.map_reserve = min(256, engine.n_ctx // 4)  # the most a map or merge reply takes
         self.calls: list[dict] = []  # one entry per model call: kind, prompt and reply tokens
         # Map and merge calls in flight at once: an engine with slots (localllm serve, vLLM,
         # llama-server -np, the batching engine) answers them in one batch.
@@ -87,7 +87,7 @@ class Summarizer:
         # Engine calls in flight, shared by the summarizers of several documents in one run.
         self._limiter = limiter or threading.Semaphore(self.parallel)
         self.part_tokens = 0  # the last document's part length, for stats
-        self.speed = None  # the engine's measured speed, when part length depended on it
+        self.part_reserve = self.map_reserve  # a part's summary: a share of the part's length
 
     @property
     def n_ctx(self) -> int:
@@ -192,7 +192,7 @@ class Summarizer:
         self, doc: Document, on_token: Callable[[str], None] | None = None
     ) -> SummaryResult:
         started = time.perf_counter()
-        self.calls, self.speed = [], None  # stats are per document
+        self.calls = []  # stats are per document
         language = self._language(doc)
         prompts = prompts_for(language)
         fingerprint = (PROMPT_VERSION, self.model_id, self.n_ctx, language, self.options.length,
@@ -214,32 +214,24 @@ class Summarizer:
                                          final_reserve, on_token)  # fmt: skip
                 partials: list[str] = []
             else:
-                self.part_tokens = self._part_tokens(most)
+                self.part_tokens = self._part_tokens(most, prompts)
+                self.part_reserve = part_summary_tokens(self.part_tokens, self.map_reserve)
                 if self.part_tokens < most:
                     count, doc_tokens = self._spool_chunks(doc, chunks, self.part_tokens)
-                partials = self._map(chunks, count, prompts, fingerprint)
+                partials = self._map(chunks, count, prompts, (*fingerprint, self.part_reserve))
                 summary = self._reduce(partials, prompts, fingerprint, final_reserve, on_token)
         return SummaryResult(doc.name, language, summary, partials,
                              self._stats(count, doc_tokens, started))  # fmt: skip
 
-    def _part_tokens(self, most: int) -> int:
-        """The part length that finishes soonest on this engine (sizing.py), at most `most`."""
+    def _part_tokens(self, most: int, prompts: PromptSet) -> int:
+        """The part length that reads the document soonest (sizing.py), at most `most`."""
         if self.options.part_tokens:
             return max(64, min(most, self.options.part_tokens))
-        depth = attention_half_depth(self.engine.info)
-        if depth is None or (2 * depth * self.map_reserve) ** 0.5 >= most:
-            return most  # the window is best whatever the speed: nothing to measure
-        plan = self.engine.plan
-        key = CallCache.key("speed", self.model_id, self.engine.backend, plan.n_threads,
-                               plan.n_gpu_layers)  # fmt: skip
-        with self._limiter:  # a model call like any other: within the run's slots
-            self.speed = measure_speed(self.engine, self.cache, key)
-        chosen = part_tokens(most, self.engine.info, self.speed, self.map_reserve)
+        chosen = part_tokens(most, self.engine.info, self._overhead(prompts, prompts.chunk))
         if chosen < most:
             self.progress.message(
                 f"parts of {chosen} tokens, not the window's {most}: a long prompt prefills "
-                f"slower ({self.speed.prefill_tps:.0f} tok/s at 512 tokens, "
-                f"{self.speed.decode_tps:.0f} tok/s decoding)"
+                "slower, and each part's summary is a share of its length"
             )
         return chosen
 
@@ -279,7 +271,7 @@ class Summarizer:
                  lambda c=chunk: self._prompt(prompts, prompts.chunk, c))
                 for i, chunk in enumerate(_iter_chunks(spool)))  # fmt: skip
         try:
-            return self._calls(jobs, self.map_reserve, done)
+            return self._calls(jobs, self.part_reserve, done)
         finally:
             self.progress.finish()
 
@@ -343,7 +335,7 @@ class Summarizer:
             "wall_s": round(time.perf_counter() - started, 3),
             "n_ctx": self.n_ctx,
             "part_tokens": self.part_tokens,
-            "engine_speed": self.speed.__dict__ if self.speed else None,
+            "part_summary_tokens": self.part_reserve,
         }
 
 

@@ -1,37 +1,29 @@
-"""How long a summary's parts should be, from the engine's measured speed, not the window.
+"""How long a summary's parts should be, and how long each part's summary may grow.
 
 Filling the window is the slow choice for small models: a token's attention
 grows with the prompt before it, and at a few thousand tokens it costs a
-small model as much as its weights (SmolLM2-135M prefills 273 tok/s at 512
-tokens but 124 tok/s over an 8k prompt). Shorter parts read faster, but each
-one costs a summary written at decode speed and read again when merging. For
-a part of c tokens the time per document token is
+small model as much as its weights (SmolLM2-135M prefills 285 tok/s at 512
+tokens, 186 tok/s 1,536 tokens in, 141 tok/s 3,072 in). Each part's summary
+is written at decode speed, deep in that part, and read again when merging,
+so it is kept to a share of its part (1/PART_SUMMARY_SHARE): then the
+summary tokens per document token are the same whatever the part length,
+and what remains to trade is the prefill. For parts of c tokens, each with a
+prompt of o tokens around it (instructions and template), the prefill time
+per document token is proportional to
 
-    (1 + c / 2P) / prefill  +  s (1/decode + 1/prefill) / c
+    (1 + o / c) (1 + c / 2P)
 
 where P = parameters / (2 · layers · width) is the depth at which a token's
-attention costs as much as its matrix products, and s the summary tokens a
-part gets. It is least at c = sqrt(2 P s (prefill/decode + 1)), kept between
-512 tokens and the window.
+attention costs as much as its matrix products. It is least at c = sqrt(2 P o),
+kept between 512 tokens and what the window holds. Longer parts only pay on
+models whose attention is cheap next to their weights (large P).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
-
-from localllm.engine import Finished, SamplingParams
-
-PROBE_PROMPT_TOKENS = 512
-PROBE_DECODE_TOKENS = 32
 MIN_PART_TOKENS = 512
-
-
-@dataclass(frozen=True)
-class EngineSpeed:
-    prefill_tps: float  # over a short prompt (512 tokens): no long-context slowdown yet
-    decode_tps: float
+PART_SUMMARY_SHARE = 8  # a part's summary gets at most 1/8 of its tokens...
+MIN_PART_SUMMARY = 96  # ...but never fewer than this
 
 
 def attention_half_depth(info) -> float | None:
@@ -44,33 +36,15 @@ def attention_half_depth(info) -> float | None:
     return params / (2 * layers * int(width))
 
 
-def part_tokens(most: int, info, speed: EngineSpeed | None, summary_tokens: int) -> int:
-    """The part length (tokens) that summarizes a long document soonest, at most `most`."""
+def part_tokens(most: int, info, prompt_overhead: int) -> int:
+    """The part length (tokens) that reads a long document soonest, at most `most`."""
     depth = attention_half_depth(info)
-    if depth is None or speed is None or speed.decode_tps <= 0 or speed.prefill_tps <= 0:
+    if depth is None:
         return most
-    ratio = speed.prefill_tps / speed.decode_tps
-    best = math.sqrt(2 * depth * summary_tokens * (ratio + 1))
+    best = (2 * depth * max(1, prompt_overhead)) ** 0.5
     return int(max(min(MIN_PART_TOKENS, most), min(most, best)))
 
 
-def measure_speed(engine, cache=None, key: str | None = None) -> EngineSpeed | None:
-    """Prefill and decode tokens/s of one short generation (cached under key when given)."""
-    if cache is not None and key is not None and (stored := cache.get(key)) is not None:
-        try:
-            return EngineSpeed(**json.loads(stored))
-        except (TypeError, ValueError):
-            pass
-    filler = "The survey counted the houses along the river and noted who lived in each. "
-    tokens = engine.tokenize(filler * 64, special=False)[:PROBE_PROMPT_TOKENS]
-    if len(tokens) + PROBE_DECODE_TOKENS >= engine.n_ctx:
-        return None
-    # The filler's continuation is predictable, so the model does not stop early.
-    params = SamplingParams(max_tokens=PROBE_DECODE_TOKENS, temperature=0.0, seed=0)
-    stats = next(e.stats for e in engine.stream(tokens, params) if isinstance(e, Finished))
-    if stats.prefill_tps <= 0 or stats.decode_tps <= 0:
-        return None
-    speed = EngineSpeed(round(stats.prefill_tps, 1), round(stats.decode_tps, 1))
-    if cache is not None and key is not None:
-        cache.put(key, json.dumps(speed.__dict__))
-    return speed
+def part_summary_tokens(part: int, most: int) -> int:
+    """The reply budget of a part of `part` tokens: a share of it, within [96, most]."""
+    return max(min(MIN_PART_SUMMARY, most), min(most, part // PART_SUMMARY_SHARE))
