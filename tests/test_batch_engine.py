@@ -10,6 +10,7 @@ from test_summarize import long_document, write
 from localllm.documents.cache import CallCache
 from localllm.documents.readers import open_document
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
+from localllm.engine.base import EitherFlag
 from localllm.engine.batch import BatchEngine
 from localllm.summarize.pipeline import Summarizer, SummaryOptions
 
@@ -83,3 +84,13 @@ def test_a_summary_with_parallel_parts_completes_every_call(batch_engine, tmp_pa
     assert result.stats["map_calls"] >= 2
     assert all(part.strip() for part in result.chunk_summaries)
     assert result.summary.strip()
+
+
+def test_either_flag_waits_as_an_event_does():
+    # A remote engine's retry backoff sleeps on the caller's flag: a chat's pair too.
+    a, b = threading.Event(), threading.Event()
+    flag = EitherFlag(a, b)
+    assert flag.wait(0.01) is False and not flag.is_set()
+    threading.Timer(0.05, b.set).start()
+    assert flag.wait(5) is True
+    assert EitherFlag(threading.Event(), b).wait() is True

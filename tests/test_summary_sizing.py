@@ -26,6 +26,8 @@ def test_a_small_model_gets_parts_shorter_than_a_long_window(starter_path):
     # Never shorter than 512 (or the window, when it is shorter).
     assert part_tokens(7800, info, 1) == 512
     assert part_tokens(300, info, 100) == 300
+    # On a GPU prefill is cheap next to the summaries written: the window wins.
+    assert part_tokens(7800, info, 100, on_gpu=True) == 7800
 
 
 def test_a_part_summary_is_a_share_of_its_part_within_bounds():
@@ -46,7 +48,9 @@ def test_every_part_is_asked_for_a_summary_of_its_share(engine, tmp_path):
     result = job.summarize(doc)
     stats = result.stats
     assert stats["map_calls"] >= 2
-    assert stats["part_tokens"] < engine.n_ctx - job.map_reserve
+    # Clearly shorter than what the window holds (about n_ctx - 2 * map_reserve here)...
+    assert stats["part_tokens"] < engine.n_ctx - 2 * job.map_reserve
+    # ...and each part asked for a share of it, below what a merge reply may take.
     reserves = [reserve for _, reserve in recorder.calls[: stats["map_calls"]]]
     assert set(reserves) == {stats["part_summary_tokens"]}
-    assert stats["part_summary_tokens"] == part_summary_tokens(stats["part_tokens"], 256)
+    assert stats["part_summary_tokens"] < job.map_reserve

@@ -47,8 +47,9 @@ from localllm.cli.common import (
               help="Part summaries in flight at once. Default: a remote engine's slot count; "
               "1 on this machine (N > 1 batches them in one llama.cpp context).")  # fmt: skip
 @click.option("--part-tokens", type=click.IntRange(min=64), default=None, metavar="N",
-              help="Tokens per part of a long document. Default: the length that finishes "
-              "soonest on this engine (measured once), at most the window.")  # fmt: skip
+              help="Tokens per part of a long document. Default: from the model's shape "
+              "(shorter parts where attention is dear next to the weights), at most the "
+              "window; the window on a GPU.")  # fmt: skip
 @watermark_option
 @engine_option
 @quiet_option

@@ -8,6 +8,7 @@ llama_cpp; the llama.cpp implementation lives in engine/llama.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -163,6 +164,9 @@ class Tokenizer(Protocol):
     def chat_tokens(self, messages: list[dict], **template_vars) -> list[int]: ...
 
 
+WAIT_POLL_S = 0.05  # how often EitherFlag.wait looks at its second flag
+
+
 class EitherFlag:
     """A cancel flag set when either of two flags is. A caller's flag is the caller's to set
     (a summarizer shares one among all its calls), so an engine that must stop a request of
@@ -173,6 +177,16 @@ class EitherFlag:
 
     def is_set(self) -> bool:
         return self.a.is_set() or self.b.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """As Event.wait (a retry's backoff sleeps on the flag): True once either is set."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self.a.wait(WAIT_POLL_S if left is None else min(WAIT_POLL_S, left))
+        return True
 
 
 class Generator(Protocol):

@@ -39,7 +39,7 @@ class SummaryOptions:
     length: str = "medium"  # short | medium | long
     style: str = "paragraph"  # paragraph | bullets
     lang: str = "auto"
-    part_tokens: int | None = None  # None: chosen from the engine's speed (sizing.py)
+    part_tokens: int | None = None  # None: chosen from the model's shape (sizing.py)
     watermark: object = None  # a WatermarkSpec: the summary the user reads is marked
 
     def final_reserve(self, n_ctx: int) -> int:
@@ -143,7 +143,8 @@ class Summarizer:
                     stats = event.stats
         self.calls.append({"kind": kind, "prompt_tokens": len(prompt), "reply_tokens":
                            stats.completion_tokens, "prefill_s": stats.prefill_s,
-                           "decode_s": stats.decode_s})  # fmt: skip
+                           "decode_s": stats.decode_s,
+                           "cut": stats.stop_reason == "length"})  # fmt: skip
         return text.strip()
 
     def _cached_call(self, key: str, kind: str, prompt_fn, reserve: int) -> str:
@@ -193,6 +194,7 @@ class Summarizer:
     ) -> SummaryResult:
         started = time.perf_counter()
         self.calls = []  # stats are per document
+        self.part_reserve = self.map_reserve
         language = self._language(doc)
         prompts = prompts_for(language)
         fingerprint = (PROMPT_VERSION, self.model_id, self.n_ctx, language, self.options.length,
@@ -227,7 +229,9 @@ class Summarizer:
         """The part length that reads the document soonest (sizing.py), at most `most`."""
         if self.options.part_tokens:
             return max(64, min(most, self.options.part_tokens))
-        chosen = part_tokens(most, self.engine.info, self._overhead(prompts, prompts.chunk))
+        on_gpu = self.engine.plan.n_gpu_layers != 0
+        chosen = part_tokens(most, self.engine.info, self._overhead(prompts, prompts.chunk),
+                             on_gpu=on_gpu)  # fmt: skip
         if chosen < most:
             self.progress.message(
                 f"parts of {chosen} tokens, not the window's {most}: a long prompt prefills "
@@ -271,9 +275,14 @@ class Summarizer:
                  lambda c=chunk: self._prompt(prompts, prompts.chunk, c))
                 for i, chunk in enumerate(_iter_chunks(spool)))  # fmt: skip
         try:
-            return self._calls(jobs, self.part_reserve, done)
+            partials = self._calls(jobs, self.part_reserve, done)
         finally:
             self.progress.finish()
+        cut = sum(c["kind"] == "map" and c["cut"] for c in self.calls)
+        if cut:  # written now (not read from the cache), and stopped by the budget
+            self.progress.message(f"{cut} of {count} part summaries reached their "
+                                  f"{self.part_reserve}-token budget and end there")  # fmt: skip
+        return partials
 
     def _reduce(self, partials, prompts, fingerprint, final_reserve, on_token) -> str:
         level = 0
@@ -330,6 +339,7 @@ class Summarizer:
             "reduce_calls": sum(c["kind"] == "reduce" for c in self.calls),
             "prompt_tokens": sum(c["prompt_tokens"] for c in self.calls),
             "summary_tokens": sum(c["reply_tokens"] for c in self.calls),
+            "cut_at_budget": sum(c["cut"] for c in self.calls),
             "prefill_s": round(sum(c["prefill_s"] for c in self.calls), 3),
             "decode_s": round(sum(c["decode_s"] for c in self.calls), 3),
             "wall_s": round(time.perf_counter() - started, 3),

@@ -5,9 +5,10 @@ grows with the prompt before it, and at a few thousand tokens it costs a
 small model as much as its weights (SmolLM2-135M prefills 285 tok/s at 512
 tokens, 186 tok/s 1,536 tokens in, 141 tok/s 3,072 in). Each part's summary
 is written at decode speed, deep in that part, and read again when merging,
-so it is kept to a share of its part (1/PART_SUMMARY_SHARE): then the
-summary tokens per document token are the same whatever the part length,
-and what remains to trade is the prefill. For parts of c tokens, each with a
+so it is kept to about a share of its part (1/PART_SUMMARY_SHARE, within
+96-256 tokens): then for parts of 768-2,048 tokens the summary tokens per
+document token are the same whatever the part length, and what remains to
+trade on a CPU is the prefill. For parts of c tokens, each with a
 prompt of o tokens around it (instructions and template), the prefill time
 per document token is proportional to
 
@@ -15,15 +16,17 @@ per document token is proportional to
 
 where P = parameters / (2 · layers · width) is the depth at which a token's
 attention costs as much as its matrix products. It is least at c = sqrt(2 P o),
-kept between 512 tokens and what the window holds. Longer parts only pay on
+kept between 512 tokens and what the window holds. (o counts the whole prompt
+around a part, though engines keep its common start cached: an upper estimate
+that errs towards longer parts.) Longer parts only pay on
 models whose attention is cheap next to their weights (large P).
 """
 
 from __future__ import annotations
 
 MIN_PART_TOKENS = 512
-PART_SUMMARY_SHARE = 8  # a part's summary gets at most 1/8 of its tokens...
-MIN_PART_SUMMARY = 96  # ...but never fewer than this
+PART_SUMMARY_SHARE = 8  # a part's summary gets 1/8 of its tokens...
+MIN_PART_SUMMARY = 96  # ...but never fewer than this (nor more than a reply may take)
 
 
 def attention_half_depth(info) -> float | None:
@@ -36,10 +39,13 @@ def attention_half_depth(info) -> float | None:
     return params / (2 * layers * int(width))
 
 
-def part_tokens(most: int, info, prompt_overhead: int) -> int:
-    """The part length (tokens) that reads a long document soonest, at most `most`."""
+def part_tokens(most: int, info, prompt_overhead: int, *, on_gpu: bool = False) -> int:
+    """The part length (tokens) that reads a long document soonest, at most `most`.
+
+    On a GPU prefill is far faster than decoding, so what the parts' summaries cost decides:
+    a window-long part's summary is capped well below an eighth of it, so the window wins."""
     depth = attention_half_depth(info)
-    if depth is None:
+    if depth is None or on_gpu:
         return most
     best = (2 * depth * max(1, prompt_overhead)) ** 0.5
     return int(max(min(MIN_PART_TOKENS, most), min(most, best)))
