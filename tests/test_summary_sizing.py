@@ -4,6 +4,7 @@ each part's summary a share of its part."""
 from __future__ import annotations
 
 import pytest
+from conftest import RecordingEngine
 from test_summarize import long_document, summarizer, write
 
 from localllm.documents.readers import open_document
@@ -40,8 +41,6 @@ def test_a_part_summary_is_a_share_of_its_part_within_bounds():
 @pytest.mark.slow
 @pytest.mark.one_build  # call budgets, not what the model wrote
 def test_every_part_is_asked_for_a_summary_of_its_share(engine, tmp_path):
-    from conftest import RecordingEngine
-
     recorder = RecordingEngine(engine)  # n_ctx 2048: parts shorter than the window
     doc = open_document(str(write(tmp_path, "long.txt", long_document(4))), tmp_path)
     job = summarizer(recorder, tmp_path, cache=False, length="short")
