@@ -87,7 +87,8 @@ def main() -> None:
         rows["in-process"] = summarize(doc, None, ["-m", model.name, "--ctx", str(ctx)])
         port = free_port()
         ours = [sys.executable, "-m", "localllm", "serve", "--port", str(port), "-m", model.name,
-                "--parallel", str(n), "--ctx", str(ctx)]  # fmt: skip
+                "--parallel", str(n), "--ctx", str(ctx),
+                "--flash-attn"]  # as llama-server's default (auto) on this CPU  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         fan_out = ["--parallel", str(n)]
         rows["localllm serve"] = serve_and_summarize(
@@ -112,6 +113,7 @@ def main() -> None:
         report["runs"][name] = {"wall_s": round(wall, 1), "vs_in_process": round(wall / base, 3),
                                 "document_tokens": stats["document_tokens"],
                                 "chunks": stats["chunks"], "calls": stats["calls"],
+                                "parts_at_once": stats.get("parallel"),
                                 "part_tokens": stats.get("part_tokens")}  # fmt: skip
     ours, ref = rows["localllm serve"][1], rows["llama-server"][1]
     report["serve_vs_llama_server"] = round(ours / ref, 3)

@@ -189,6 +189,29 @@ def test_stdin_and_json_output(tmp_path, starter_home):
     result = json.loads(proc.stdout)
     assert result["document"] == "stdin" and result["language"] == "en"
     assert mentions_the_subject(result["summary"]) and result["stats"]["calls"] == 1
+    assert result["stats"]["parallel"] == 1  # a short input is not worth a batch of slots
+
+
+def test_a_long_input_is_batched_on_this_machine_into_the_same_parts(tmp_path, starter_home):
+    home = tmp_path / "home"
+    shutil.copytree(starter_home, home)
+    doc = write(tmp_path, "doc.txt", long_document(3))
+
+    def summarize(*args):
+        proc = run_cli("summarize", str(doc), "--ctx", "768", "--length", "short", "--json",
+                       "--no-cache", *args, home=home)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["stats"], proc.stderr
+
+    batched, stderr = summarize()
+    one, _ = summarize("--parallel", "1", "--no-flash-attn")
+    assert batched["parallel"] > 1 and batched["flash_attention"] is True
+    assert f"{batched['parallel']} parts at once in one batch, flash attention on" in stderr
+    assert one["parallel"] == 1 and one["flash_attention"] is False
+    # The parts do not depend on how they are run; their summaries' wording may (kernels).
+    same = ("chunks", "document_tokens", "map_calls", "n_ctx", "part_tokens")
+    assert {k: batched[k] for k in same} == {k: one[k] for k in same}
+    assert one["chunks"] >= 3
 
 
 def test_output_file_and_several_inputs(tmp_path, starter_home):

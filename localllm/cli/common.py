@@ -93,15 +93,22 @@ def mark_with(settings: Settings, spec, resolved, engine) -> None:
     record_vocabulary(settings, resolved.name, fingerprint)
 
 
+AUTO_SLOTS = 0  # command_host's parallel: as many slots as fit, up to MOST_AUTO_SLOTS
+# Past 8 sequences a CPU's batched decode stops gaining (llama-batched-bench, SmolLM2-135M on
+# 2 cores: 97, 115, 155, 151 tok/s at 1, 4, 8, 16), and every slot holds a window of KV cache.
+MOST_AUTO_SLOTS = 8
+
+
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
                  in_child_process: bool = False, engine: str | None = None,
-                 parallel: int = 1):  # fmt: skip
+                 parallel: int = 1, flash_attn: bool | None = None):  # fmt: skip
     """The ModelHost a command loads its models through (one process, no keep-alive).
 
     in_child_process loads each model in a process of its own (engine/process.py), for the
     chat app, whose drawing would otherwise compete with generation for the GIL. parallel > 1
-    loads the batching engine with that many slots. MODEL@NAME references (every reference,
-    with engine) go to the remote engine NAME instead."""
+    loads the batching engine with that many slots; AUTO_SLOTS, with as many as fit in free
+    RAM (up to 8). MODEL@NAME references (every reference, with engine) go to the remote
+    engine NAME instead."""
     from localllm.engine import LoadOptions
     from localllm.engine.host import Loader, ModelHost
     from localllm.remote_engines import with_remote_engines
@@ -112,9 +119,15 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
     else:
         from localllm.engine.llama import load_engine
 
-    options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, verbose=settings.debug)
+    options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
+                          verbose=settings.debug)  # fmt: skip
     loader = Loader(load_engine)
-    if parallel > 1 and not in_child_process:
+    if parallel == AUTO_SLOTS and not in_child_process:
+        from localllm.engine.batch import load_batched
+
+        loader = Loader(lambda path, opts: load_batched(path, opts, most=MOST_AUTO_SLOTS),
+                        n_seq=MOST_AUTO_SLOTS)  # fmt: skip
+    elif parallel > 1 and not in_child_process:
         from localllm.engine.batch import BatchEngine
 
         loader = Loader(lambda path, opts: BatchEngine.load(path, opts, parallel=parallel),
@@ -140,12 +153,13 @@ def load_model(
     in_child_process: bool = False,
     engine: str | None = None,
     parallel: int = 1,
+    flash_attn: bool | None = None,
 ):
     """Resolve (fetching if needed) and load a model, or connect to it on a remote engine;
     returns (loaded model, engine). The engine is the caller's to close when it ends."""
     host = command_host(settings, progress, n_ctx, gpu_layers,
                         in_child_process=in_child_process, engine=engine,
-                        parallel=parallel)  # fmt: skip
+                        parallel=parallel, flash_attn=flash_attn)  # fmt: skip
     loaded = host.acquire(model_ref)
     for note in loaded.engine.plan.notes:
         progress.message(note)

@@ -45,7 +45,11 @@ from localllm.cli.common import (
 @click.option("--no-cache", is_flag=True, help="Do not reuse or store partial summaries.")
 @click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, metavar="N",
               help="Part summaries in flight at once. Default: a remote engine's slot count; "
-              "1 on this machine (N > 1 batches them in one llama.cpp context).")  # fmt: skip
+              "on this machine, for long inputs, as many as fit in free RAM up to 8, batched "
+              "in one llama.cpp context.")  # fmt: skip
+@click.option("--flash-attn/--no-flash-attn", default=True, show_default=True,
+              help="llama.cpp's flash attention on this machine: it prefills long parts "
+              "faster, on CPUs too.")  # fmt: skip
 @click.option("--part-tokens", type=click.IntRange(min=64), default=None, metavar="N",
               help="Tokens per part of a long document. Default: from the model's shape "
               "(shorter parts where attention is dear next to the weights), at most the "
@@ -54,7 +58,7 @@ from localllm.cli.common import (
 @engine_option
 @quiet_option
 def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_json, as_jsonl,
-              combine, no_cache, parallel, part_tokens, watermark, engine_name,
+              combine, no_cache, parallel, flash_attn, part_tokens, watermark, engine_name,
               quiet):  # fmt: skip
     """Summarize documents of any length, in their own language, offline.
 
@@ -95,26 +99,43 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
                                  watermark_for_command(settings, watermark))  # fmt: skip
         _summarize_all(settings, inputs, progress, model=model, ctx=ctx, gpu_layers=gpu_layers,
                        options=options, use_cache=not no_cache, output=output, as_json=as_json,
-                       as_jsonl=as_jsonl, parallel=parallel, engine_name=engine_name)  # fmt: skip
+                       as_jsonl=as_jsonl, parallel=parallel, flash_attn=flash_attn,
+                       engine_name=engine_name)  # fmt: skip
     finally:
         for doc in docs:
             doc.discard()  # spooled stdin and pipes are not kept
 
 
+def _in_process_slots(docs, ctx: int | None) -> int:
+    """Batch part summaries (AUTO_SLOTS) when the inputs likely take more than one call: more
+    bytes than two per token of the window (a token is rarely under two bytes of text)."""
+    from localllm.cli.common import AUTO_SLOTS
+    from localllm.engine.plan import DEFAULT_CTX
+
+    size = sum(doc.path.stat().st_size for doc in docs if doc.path.exists())
+    return AUTO_SLOTS if size > 2 * (ctx or DEFAULT_CTX) else 1
+
+
 def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
-                   output, as_json, as_jsonl, parallel, engine_name) -> None:  # fmt: skip
+                   output, as_json, as_jsonl, parallel, flash_attn,
+                   engine_name) -> None:  # fmt: skip
     from localllm.documents.cache import CallCache
     from localllm.engine.base import facts_of
     from localllm.summarize.pipeline import Summarizer
 
-    resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
-                                  engine=engine_name, parallel=parallel or 1)  # fmt: skip
+    slots = parallel or _in_process_slots(docs, ctx)
+    resolved, engine = load_model(settings, model, ctx, progress, gpu_layers, engine=engine_name,
+                                  parallel=slots, flash_attn=flash_attn)  # fmt: skip
     mark_with(settings, options.watermark, resolved, engine)
     facts = facts_of(engine)
     parallel = parallel or facts.parallel
     if facts.where != "this machine":
         progress.message(f"summarizing with {resolved.name}: text goes to {facts.where}, "
                          f"{parallel} part(s) at once")  # fmt: skip
+    elif parallel > 1:
+        attention = "on" if getattr(engine, "flash_attention", False) else "off"
+        progress.message(f"summarizing with {resolved.name} on this machine: {parallel} parts "
+                         f"at once in one batch, flash attention {attention}")  # fmt: skip
 
     # Cached parts are keyed on the model that wrote them: on a remote engine, the served
     # model and its address, not the label the user typed.

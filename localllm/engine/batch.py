@@ -342,6 +342,20 @@ class BatchEngine(LlamaModelText):
             request.sink(exc)
 
 
+def load_batched(path: str | Path, options: LoadOptions, *, most: int):
+    """The batching engine with as many slots (up to `most`) as fit in free RAM beside the
+    weights, each of the plan's window; the one-sequence engine where only one fits."""
+    from localllm import hardware
+    from localllm.engine.llama import load_engine
+    from localllm.engine.plan import default_parallel
+
+    info, plan = plan_load(path, options)
+    slots = default_parallel(info, plan.n_ctx, hardware.memory().available, most=most)
+    if slots == 1:
+        return load_engine(path, options)
+    return BatchEngine.load(path, options, parallel=slots)
+
+
 def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
     batch.token[i] = token
     batch.pos[i] = pos

@@ -90,9 +90,10 @@ def open_llama(path: str | Path, info: GGUFInfo, plan: LoadPlan, *, verbose: boo
             n_threads=plan.n_threads,
             n_threads_batch=plan.n_threads,
             n_gpu_layers=plan.n_gpu_layers,
-            # Flash attention pays off on GPUs. On a CPU one sequence decodes slower with it
-            # deep in a long context (llama-bench tg64 at depth 3,072: 45 against 56 tok/s),
-            # where documents and long chats decode: off unless asked (serve --flash-attn).
+            # Flash attention pays off on GPUs. On a CPU it depends on the chip: deep in a
+            # long context one Intel decoded slower with it (llama-bench tg64 at depth 3,072:
+            # 45 against 56 tok/s), an AMD EPYC faster (124 against 108 at 1,024): off unless
+            # asked (serve --flash-attn; summarize, mostly prefill, asks).
             flash_attn=plan.flash_attn if plan.flash_attn is not None else plan.n_gpu_layers != 0,
             verbose=verbose,
         )

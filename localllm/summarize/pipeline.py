@@ -346,6 +346,8 @@ class Summarizer:
             "n_ctx": self.n_ctx,
             "part_tokens": self.part_tokens,
             "part_summary_tokens": self.part_reserve,
+            "parallel": self.parallel,
+            "flash_attention": getattr(self.engine, "flash_attention", None),
         }
 
 
