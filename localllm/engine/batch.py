@@ -344,16 +344,24 @@ class BatchEngine(LlamaModelText):
 
 def load_batched(path: str | Path, options: LoadOptions, *, most: int):
     """The batching engine with as many slots (up to `most`) as fit in free RAM beside the
-    weights, each of the plan's window; the one-sequence engine where only one fits."""
+    weights, each of the plan's window, and none that would push a layer off the GPU; the
+    one-sequence engine where only one fits."""
     from localllm import hardware
     from localllm.engine.llama import load_engine
     from localllm.engine.plan import default_parallel
 
     info, plan = plan_load(path, options)
     slots = default_parallel(info, plan.n_ctx, hardware.memory().available, most=most)
+    wanted = _layers_on_gpu(plan)
+    while slots > 1 and _layers_on_gpu(plan_load(path, options, n_seq=slots)[1]) < wanted:
+        slots -= 1  # the slots' KV cache would take VRAM the layers use: fewer slots
     if slots == 1:
         return load_engine(path, options)
     return BatchEngine.load(path, options, parallel=slots)
+
+
+def _layers_on_gpu(plan: LoadPlan) -> float:
+    return float("inf") if plan.n_gpu_layers < 0 else plan.n_gpu_layers  # -1: all of them
 
 
 def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
