@@ -352,9 +352,10 @@ def load_batched(path: str | Path, options: LoadOptions, *, most: int):
 
     info, plan = plan_load(path, options)
     slots = default_parallel(info, plan.n_ctx, hardware.memory().available, most=most)
-    wanted = _layers_on_gpu(plan)
-    while slots > 1 and _layers_on_gpu(plan_load(path, options, n_seq=slots)[1]) < wanted:
-        slots -= 1  # the slots' KV cache would take VRAM the layers use: fewer slots
+    if plan.n_gpu_layers != 0:  # the slots' KV cache must not push a layer off the GPU
+        layers = _layers_on_gpu(plan)
+        while slots > 1 and _layers_on_gpu(plan_load(path, options, n_seq=slots)[1]) < layers:
+            slots -= 1
     if slots == 1:
         return load_engine(path, options)
     return BatchEngine.load(path, options, parallel=slots)
