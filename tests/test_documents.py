@@ -124,3 +124,22 @@ def test_notices_show_brackets_as_text(tmp_path, home, name):
     proc = run_cli("summarize", str(tmp_path / name), "--length", "short", home=home)
     assert proc.returncode == 0, proc.stderr
     assert name in proc.stderr and "could not be decoded" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("La ciudad fue reparada. El pueblo creció hasta 5697. Durante el invi",
+         "La ciudad fue reparada. El pueblo creció hasta 5697."),
+        ("Er sagte: «Es ist fertig.» Danach ka", "Er sagte: «Es ist fertig.»"),
+        ("- the harbour\n- the mill\n- the coun", "- the harbour\n- the mill"),
+        ("原文第一句。第二句没有写", "原文第一句。"),
+        ("Version 3.5 came out on 4 May. It is 2.5 times fa", "Version 3.5 came out on 4 May."),
+        ("One sentence that never ends", "One sentence that never ends"),  # nothing whole
+        ("Already whole.  ", "Already whole."),
+    ],
+)  # fmt: skip
+def test_a_cut_reply_keeps_its_whole_sentences(reply, kept):
+    from localllm.documents.chunking import through_last_sentence
+
+    assert through_last_sentence(reply) == kept

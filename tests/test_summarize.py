@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -9,8 +10,10 @@ import pytest
 from conftest import RecordingEngine, run_cli
 
 from localllm.documents.cache import CallCache
+from localllm.documents.chunking import through_last_sentence
 from localllm.documents.languages import detect_language
 from localllm.documents.readers import open_document, text_blocks
+from localllm.engine import Finished, Token
 from localllm.errors import DocumentError
 from localllm.progress import SilentProgress
 from localllm.summarize.pipeline import Summarizer, SummaryOptions
@@ -295,3 +298,58 @@ def test_a_long_partial_summary_is_merged_whole(engine_512, tmp_path):
     for i in (0, 60, 119):
         assert f"item number {i}." in merged
     assert merged.index("A short partial.") < merged.index("Fact 0") < merged.index("Another")
+
+
+class TightBudgets(RecordingEngine):
+    """The real engine with every reply held to `most` tokens, so replies stop at their
+    budget mid-sentence; each reply's whole text and whether it was cut are kept."""
+
+    def __init__(self, engine, most: int):
+        super().__init__(engine)
+        self.most = most
+        self.replies: list[dict] = []
+
+    def stream(self, prompt_tokens, params, cancel=None):
+        reply = {"text": "", "cut": False}
+        self.replies.append(reply)
+        held = dataclasses.replace(params, max_tokens=min(params.max_tokens, self.most))
+        for event in super().stream(prompt_tokens, held, cancel):
+            if isinstance(event, Token):
+                reply["text"] += event.text
+            elif isinstance(event, Finished):
+                reply["cut"] = event.stats.stop_reason == "length"
+            yield event
+
+
+class Notices(SilentProgress):
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+@pytest.mark.slow
+def test_replies_cut_at_their_budget_are_kept_to_whole_sentences(engine_512, tmp_path):
+    tight = TightBudgets(engine_512, most=48)
+    s = summarizer(tight, tmp_path, cache=False, length="short")
+    s.progress = notices = Notices()
+    doc = open_document(str(write(tmp_path, "long.txt", long_document(1))), tmp_path)
+    result = s.summarize(doc)
+    maps = tight.replies[: result.stats["map_calls"]]
+    assert result.stats["map_calls"] >= 2 and any(r["cut"] for r in maps)
+    for reply, partial in zip(maps, result.chunk_summaries, strict=True):
+        whole = through_last_sentence(reply["text"]) if reply["cut"] else reply["text"].strip()
+        assert partial == whole
+    trimmed = [r for r in maps if r["cut"]]
+    assert any(through_last_sentence(r["text"]) != r["text"].strip() for r in trimmed)
+    assert any(m.startswith(f"{len(trimmed)} of {len(maps)} part summaries reached") and
+               m.endswith("kept to its last whole sentence") for m in notices.messages)  # fmt: skip
+    # The summary the user reads, likewise; whether the model ends it within 48 tokens
+    # varies, so both ways are checked.
+    final = tight.replies[-1]
+    said = any(m.startswith("the summary reached its") for m in notices.messages)
+    if final["cut"]:
+        assert result.summary == through_last_sentence(final["text"]) and said
+    else:
+        assert result.summary == final["text"].strip() and not said

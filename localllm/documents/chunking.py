@@ -17,8 +17,20 @@ from dataclasses import dataclass
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
 SENTENCE_END = re.compile(r"(?<=[.!?。！？…])[\"'”’»)\]]*\s+")
+# Where a sentence may end a text: Latin stops before a space, CJK ones anywhere.
+_SENTENCE_STOP = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s)|[。！？][」』”’)\]]*")
 MAX_PARAGRAPH_CHARS = 64 * 1024  # a "paragraph" with no blank line is split beyond this
 JOIN = "\n\n"
+
+
+def through_last_sentence(text: str) -> str:
+    """text up to the end of its last whole sentence or line, for a reply cut off
+    mid-sentence; all of it where it has neither (there is nothing whole to keep)."""
+    text = text.rstrip()
+    ends = [m.end() for m in _SENTENCE_STOP.finditer(text + " ")]
+    ends += [m.start() for m in re.finditer(r"\n", text)]
+    end = max(ends, default=0)
+    return text[:end].rstrip() if end else text
 
 
 def paragraphs(blocks: Iterator[str]) -> Iterator[str]:

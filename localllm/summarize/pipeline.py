@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localllm.documents.cache import CallCache
-from localllm.documents.chunking import Chunker
+from localllm.documents.chunking import Chunker, through_last_sentence
 from localllm.documents.languages import detect_language
 from localllm.documents.readers import Document, text_blocks
 from localllm.engine import Finished, SamplingParams, Token
@@ -141,10 +141,14 @@ class Summarizer:
                         on_token(event.text)
                 elif isinstance(event, Finished):
                     stats = event.stats
+        cut = stats.stop_reason == "length"
         self.calls.append({"kind": kind, "prompt_tokens": len(prompt), "reply_tokens":
                            stats.completion_tokens, "prefill_s": stats.prefill_s,
-                           "decode_s": stats.decode_s,
-                           "cut": stats.stop_reason == "length"})  # fmt: skip
+                           "decode_s": stats.decode_s, "cut": cut})  # fmt: skip
+        if cut and on_token is None:
+            # A reply stopped by its budget ends mid-sentence (often mid-word); what reads
+            # it next, or the user, gets its whole sentences. A streamed one is already out.
+            return through_last_sentence(text)
         return text.strip()
 
     def _cached_call(self, key: str, kind: str, prompt_fn, reserve: int) -> str:
@@ -222,8 +226,16 @@ class Summarizer:
                     count, doc_tokens = self._spool_chunks(doc, chunks, self.part_tokens)
                 partials = self._map(chunks, count, prompts, (*fingerprint, self.part_reserve))
                 summary = self._reduce(partials, prompts, fingerprint, final_reserve, on_token)
+        if self.calls and self.calls[-1]["cut"]:
+            self._say_final_cut(final_reserve, streamed=on_token is not None)
         return SummaryResult(doc.name, language, summary, partials,
                              self._stats(count, doc_tokens, started))  # fmt: skip
+
+    def _say_final_cut(self, reserve: int, *, streamed: bool) -> None:
+        ending = "stops mid-sentence" if streamed else "is kept to its last whole sentence"
+        room = "" if self.options.length == "long" else " (--length long gives it more room)"
+        self.progress.message(f"the summary reached its {reserve}-token budget and {ending}"
+                              f"{room}")  # fmt: skip
 
     def _part_tokens(self, most: int, prompts: PromptSet) -> int:
         """The part length that reads the document soonest (sizing.py), at most `most`."""
@@ -281,7 +293,8 @@ class Summarizer:
         cut = sum(c["kind"] == "map" and c["cut"] for c in self.calls)
         if cut:  # written now (not read from the cache), and stopped by the budget
             self.progress.message(f"{cut} of {count} part summaries reached their "
-                                  f"{self.part_reserve}-token budget and end there")  # fmt: skip
+                                  f"{self.part_reserve}-token budget: each is kept to its "
+                                  "last whole sentence")  # fmt: skip
         return partials
 
     def _reduce(self, partials, prompts, fingerprint, final_reserve, on_token) -> str:
@@ -297,7 +310,13 @@ class Summarizer:
             jobs = ((CallCache.key("reduce", fingerprint, level, g), "reduce",
                      lambda g=g: self._prompt(prompts, prompts.combine, "\n\n".join(g)))
                     for g in groups)  # fmt: skip
+            before = len(self.calls)
             partials = self._calls(jobs, self.map_reserve)
+            cut = sum(c["cut"] for c in self.calls[before:])
+            if cut:
+                self.progress.message(f"{cut} of {len(groups)} merged summaries reached their "
+                                      f"{self.map_reserve}-token budget: each is kept to its "
+                                      "last whole sentence")  # fmt: skip
 
     def _groups(self, partials: list[str], prompts: PromptSet) -> list[list[str]]:
         """Consecutive partials in groups whose merge prompt fits (at least two per group)."""

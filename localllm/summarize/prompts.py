@@ -3,7 +3,8 @@
 Written-out prompts for the languages our users write most; for any other
 language the English prompt asks for the answer in that language by name.
 Every prompt asks for facts from the text only. Changing a prompt changes
-PROMPT_VERSION, which invalidates cached chunk summaries.
+PROMPT_VERSION, which invalidates cached chunk summaries; so does changing what
+is kept of a reply.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from localllm.documents.languages import LANGUAGE_NAMES
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2  # 2: summaries cut at their budget end at a whole sentence
 
 
 @dataclass(frozen=True)
