@@ -12,6 +12,7 @@ equal tokens, impossible layer or expert counts. It never runs a model.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -351,8 +352,34 @@ def _open_error(path: Path, exc: OSError) -> InvalidModelFile:
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
-    """Validate a local GGUF file and read its header; raises InvalidModelFile."""
+    """Validate a local GGUF file and read its header; raises InvalidModelFile.
+
+    A command reads one model's header several times (resolving, planning, loading), a
+    tenth of a second each for a large vocabulary: the last few are kept, keyed on the
+    file's identity and modification, so a changed or replaced file is read again."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _HEADERS_LOCK:
+        info = _HEADERS.get(key)
+    if info is None:
+        info = _parse_gguf_file(path)
+        with _HEADERS_LOCK:
+            _HEADERS[key] = info
+            while len(_HEADERS) > HEADERS_KEPT:
+                del _HEADERS[next(iter(_HEADERS))]  # the oldest first
+    return info
+
+
+HEADERS_KEPT = 8
+_HEADERS: dict[tuple, GGUFInfo] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+def _parse_gguf_file(path: Path) -> GGUFInfo:
     try:
         size = path.stat().st_size
         with path.open("rb", buffering=1024 * 1024) as fh:

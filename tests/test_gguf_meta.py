@@ -135,3 +135,13 @@ def test_rejects_two_equal_tokens_in_the_starter_model(starter_path, tmp_path):
     _, second = copy_with_equal_tokens(starter_path, copy)
     with pytest.raises(InvalidModelFile, match=f"token {second} of the vocabulary repeats"):
         read_gguf_info(copy)
+
+
+def test_a_header_read_again_after_the_file_changes(tmp_path):
+    path = _gguf(tmp_path / "model.gguf", _u32("llama.block_count", 2))
+    assert read_gguf_info(path).block_count == 2
+    assert read_gguf_info(path) is read_gguf_info(path)  # kept while the file is unchanged
+    # rewritten in place (same path and inode); a longer header, as mtime may be coarse
+    _gguf(path, _u32("llama.block_count", 0), _u32("llama.context_length", 64))
+    with pytest.raises(InvalidModelFile, match="block_count is 0"):
+        read_gguf_info(path)

@@ -123,6 +123,10 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
     from localllm.engine.base import facts_of
     from localllm.summarize.pipeline import Summarizer
 
+    if options.lang == "auto":
+        from localllm.documents.languages import prepare_detection
+
+        prepare_detection()  # beside the model's load, not after it
     slots = parallel or _in_process_slots(docs, ctx)
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers, engine=engine_name,
                                   parallel=slots, flash_attn=flash_attn)  # fmt: skip

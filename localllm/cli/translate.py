@@ -132,6 +132,10 @@ def _translate_all(settings, docs, targets, progress, options, *, model, ctx, gp
     from localllm.store.integrity import write_text_atomically
     from localllm.translate.pipeline import Translator
 
+    if options.source == "auto":
+        from localllm.documents.languages import prepare_detection
+
+        prepare_detection()  # beside the model's load, not after it
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers,
                                   engine=engine_name, parallel=parallel or 1)  # fmt: skip
     mark_with(settings, options.watermark, resolved, engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 from localllm.errors import DocumentError
 
@@ -16,12 +17,24 @@ LANGUAGE_NAMES = {
 }  # fmt: skip
 
 
+_DETECTOR_LOCK = threading.Lock()  # one load of the detector, whichever thread asks first
+
+
 def detect_language(sample: str) -> str:
     """ISO 639-1 code of the sample's language."""
-    import py3langid
-
-    lang, _ = py3langid.classify(sample[:5000])
+    lang, _ = _detector().classify(sample[:5000])
     return lang
+
+
+def prepare_detection() -> None:
+    """Load the detector (about half a second) in the background, beside something
+    slower such as a model loading, so that detect_language answers at once."""
+    threading.Thread(target=_detector, name="localllm-langid", daemon=True).start()
+
+
+def _detector():
+    with _DETECTOR_LOCK:
+        return _identifier(None)
 
 
 def check_language_code(code: str) -> str:
@@ -34,12 +47,14 @@ def check_language_code(code: str) -> str:
 
 
 @functools.cache
-def _identifier(languages: tuple[str, ...]):
-    """An identifier choosing among these languages only (one per pair: thread-safe)."""
+def _identifier(languages: tuple[str, ...] | None):
+    """An identifier choosing among these languages only, or among all it knows (None);
+    one per set: classify is thread-safe."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    ident.set_languages(list(languages))
+    if languages is not None:
+        ident.set_languages(list(languages))
     return ident
 
 
