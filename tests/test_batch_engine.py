@@ -94,3 +94,21 @@ def test_either_flag_waits_as_an_event_does():
     threading.Timer(0.05, b.set).start()
     assert flag.wait(5) is True
     assert EitherFlag(threading.Event(), b).wait() is True
+
+
+@pytest.mark.one_build  # how the slots are sized, not what the model writes
+def test_auto_slots_take_a_short_window_on_a_cpu_unless_one_is_named(starter_path):
+    from localllm.engine.batch import load_batched
+
+    engine = load_batched(starter_path, LoadOptions(), most=2, cpu_slot_ctx=1024)
+    try:
+        on_cpu = engine.plan.n_gpu_layers == 0
+        assert engine.parallel == 2
+        assert engine.n_ctx == (1024 if on_cpu else engine.info.context_length)
+    finally:
+        engine.close()
+    named = load_batched(starter_path, LoadOptions(n_ctx=1536), most=2, cpu_slot_ctx=1024)
+    try:
+        assert named.n_ctx == 1536  # the user's --ctx is kept
+    finally:
+        named.close()

@@ -209,7 +209,8 @@ def test_a_long_input_is_batched_on_this_machine_into_the_same_parts(tmp_path, s
     batched, stderr = summarize()
     one, _ = summarize("--parallel", "1", "--no-flash-attn")
     assert batched["parallel"] > 1 and batched["flash_attention"] is True
-    assert f"{batched['parallel']} parts at once in one batch, flash attention on" in stderr
+    assert f"{batched['parallel']} parts at once in one batch, a 768-token window each" in stderr
+    assert "flash attention on" in stderr
     assert one["parallel"] == 1 and one["flash_attention"] is False
     # The parts do not depend on how they are run; their summaries' wording may (kernels).
     same = ("chunks", "document_tokens", "map_calls", "n_ctx", "part_tokens")

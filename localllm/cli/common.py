@@ -97,6 +97,11 @@ AUTO_SLOTS = 0  # command_host's parallel: as many slots as fit, up to MOST_AUTO
 # Past 8 sequences a CPU's batched decode stops gaining (llama-batched-bench, SmolLM2-135M on
 # 2 cores: 97, 115, 155, 151 tok/s at 1, 4, 8, 16), and every slot holds a window of KV cache.
 MOST_AUTO_SLOTS = 8
+# Each AUTO slot's window on a CPU when --ctx is not given. Its calls are short: a part
+# (sizing.py picks ~1-3k tokens on a CPU) or a merge of part summaries. Eight slots of a full
+# 8k window held 1.5 GB of KV cache for SmolLM2-135M, zeroed at load (seconds where memory
+# is faulted in lazily, as on this VM), for under 1,300 tokens used per slot.
+AUTO_SLOT_CTX = 4096
 
 
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
@@ -125,7 +130,8 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
     if parallel == AUTO_SLOTS and not in_child_process:
         from localllm.engine.batch import load_batched
 
-        loader = Loader(lambda path, opts: load_batched(path, opts, most=MOST_AUTO_SLOTS),
+        loader = Loader(lambda path, opts: load_batched(path, opts, most=MOST_AUTO_SLOTS,
+                                                        cpu_slot_ctx=AUTO_SLOT_CTX),
                         n_seq=MOST_AUTO_SLOTS)  # fmt: skip
     elif parallel > 1 and not in_child_process:
         from localllm.engine.batch import BatchEngine

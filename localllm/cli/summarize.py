@@ -139,7 +139,8 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
     elif parallel > 1:
         attention = "on" if getattr(engine, "flash_attention", False) else "off"
         progress.message(f"summarizing with {resolved.name} on this machine: {parallel} parts "
-                         f"at once in one batch, flash attention {attention}")  # fmt: skip
+                         f"at once in one batch, a {engine.n_ctx}-token window each, flash "
+                         f"attention {attention}")  # fmt: skip
 
     # Cached parts are keyed on the model that wrote them: on a remote engine, the served
     # model and its address, not the label the user typed.

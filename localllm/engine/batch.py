@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from localllm.engine.base import (
@@ -342,15 +342,24 @@ class BatchEngine(LlamaModelText):
             request.sink(exc)
 
 
-def load_batched(path: str | Path, options: LoadOptions, *, most: int):
+def load_batched(path: str | Path, options: LoadOptions, *, most: int,
+                 cpu_slot_ctx: int | None = None):  # fmt: skip
     """The batching engine with as many slots (up to `most`) as fit in free RAM beside the
     weights, each of the plan's window, and none that would push a layer off the GPU; the
-    one-sequence engine where only one fits."""
+    one-sequence engine where only one fits.
+
+    cpu_slot_ctx: each slot's window when the caller named none and the model runs on the
+    CPU, for work whose calls are known to be short: the KV cache of 8 slots of a full
+    window is zeroed, page by page, at load, and mostly never used."""
     from localllm import hardware
     from localllm.engine.llama import load_engine
     from localllm.engine.plan import default_parallel
 
     info, plan = plan_load(path, options)
+    short = cpu_slot_ctx and options.n_ctx is None and plan.n_gpu_layers == 0
+    if short and cpu_slot_ctx < plan.n_ctx:
+        options = replace(options, n_ctx=cpu_slot_ctx)
+        info, plan = plan_load(path, options)
     slots = default_parallel(info, plan.n_ctx, hardware.memory().available, most=most)
     if plan.n_gpu_layers != 0:  # the slots' KV cache must not push a layer off the GPU
         layers = _layers_on_gpu(plan)
