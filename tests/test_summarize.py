@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import RecordingEngine, run_cli
 
+from localllm.cli.common import AUTO_SLOTS
+from localllm.cli.summarize import AUTO_SLOT_CTX, _in_process_slots
 from localllm.documents.cache import CallCache
 from localllm.documents.chunking import through_last_sentence
 from localllm.documents.languages import detect_language
@@ -216,6 +218,20 @@ def test_a_long_input_is_batched_on_this_machine_into_the_same_parts(tmp_path, s
     same = ("chunks", "document_tokens", "map_calls", "n_ctx", "part_tokens")
     assert {k: batched[k] for k in same} == {k: one[k] for k in same}
     assert one["chunks"] >= 3
+
+
+@pytest.mark.parametrize(
+    ("kilobytes", "ctx", "expected"),
+    [
+        (10, None, (1, None)),  # may fit one call: one slot of the whole window
+        (30, None, (AUTO_SLOTS, None)),  # may still fit one window: slots keep the window
+        (60, None, (AUTO_SLOTS, AUTO_SLOT_CTX)),  # surely parts: short slots
+        (60, 2048, (AUTO_SLOTS, None)),  # the user's --ctx is every slot's window
+    ],
+)
+def test_slots_and_their_window_follow_the_input_size(tmp_path, kilobytes, ctx, expected):
+    doc = write(tmp_path, "doc.txt", "Una frase corta. " * (kilobytes * 1024 // 17))
+    assert _in_process_slots([open_document(str(doc), tmp_path)], ctx) == expected
 
 
 def test_output_file_and_several_inputs(tmp_path, starter_home):

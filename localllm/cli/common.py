@@ -97,22 +97,19 @@ AUTO_SLOTS = 0  # command_host's parallel: as many slots as fit, up to MOST_AUTO
 # Past 8 sequences a CPU's batched decode stops gaining (llama-batched-bench, SmolLM2-135M on
 # 2 cores: 97, 115, 155, 151 tok/s at 1, 4, 8, 16), and every slot holds a window of KV cache.
 MOST_AUTO_SLOTS = 8
-# Each AUTO slot's window on a CPU when --ctx is not given. Its calls are short: a part
-# (sizing.py picks ~1-3k tokens on a CPU) or a merge of part summaries. Eight slots of a full
-# 8k window held 1.5 GB of KV cache for SmolLM2-135M, zeroed at load (seconds where memory
-# is faulted in lazily, as on this VM), for under 1,300 tokens used per slot.
-AUTO_SLOT_CTX = 4096
 
 
 def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
                  in_child_process: bool = False, engine: str | None = None,
-                 parallel: int = 1, flash_attn: bool | None = None):  # fmt: skip
+                 parallel: int = 1, flash_attn: bool | None = None,
+                 cpu_slot_ctx: int | None = None):  # fmt: skip
     """The ModelHost a command loads its models through (one process, no keep-alive).
 
     in_child_process loads each model in a process of its own (engine/process.py), for the
     chat app, whose drawing would otherwise compete with generation for the GIL. parallel > 1
     loads the batching engine with that many slots; AUTO_SLOTS, with as many as fit in free
-    RAM (up to 8). MODEL@NAME references (every reference, with engine) go to the remote
+    RAM (up to 8), each of cpu_slot_ctx tokens on a CPU where given (load_batched). MODEL@NAME
+    references (every reference, with engine) go to the remote
     engine NAME instead."""
     from localllm.engine import LoadOptions
     from localllm.engine.host import Loader, ModelHost
@@ -131,7 +128,7 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
         from localllm.engine.batch import load_batched
 
         loader = Loader(lambda path, opts: load_batched(path, opts, most=MOST_AUTO_SLOTS,
-                                                        cpu_slot_ctx=AUTO_SLOT_CTX),
+                                                        cpu_slot_ctx=cpu_slot_ctx),
                         n_seq=MOST_AUTO_SLOTS)  # fmt: skip
     elif parallel > 1 and not in_child_process:
         from localllm.engine.batch import BatchEngine
@@ -160,12 +157,14 @@ def load_model(
     engine: str | None = None,
     parallel: int = 1,
     flash_attn: bool | None = None,
+    cpu_slot_ctx: int | None = None,
 ):
     """Resolve (fetching if needed) and load a model, or connect to it on a remote engine;
     returns (loaded model, engine). The engine is the caller's to close when it ends."""
     host = command_host(settings, progress, n_ctx, gpu_layers,
                         in_child_process=in_child_process, engine=engine,
-                        parallel=parallel, flash_attn=flash_attn)  # fmt: skip
+                        parallel=parallel, flash_attn=flash_attn,
+                        cpu_slot_ctx=cpu_slot_ctx)  # fmt: skip
     loaded = host.acquire(model_ref)
     for note in loaded.engine.plan.notes:
         progress.message(note)

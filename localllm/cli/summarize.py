@@ -106,14 +106,30 @@ def summarize(files, model, length, style, lang, ctx, gpu_layers, output, as_jso
             doc.discard()  # spooled stdin and pipes are not kept
 
 
-def _in_process_slots(docs, ctx: int | None) -> int:
-    """Batch part summaries (AUTO_SLOTS) when the inputs likely take more than one call: more
-    bytes than two per token of the window (a token is rarely under two bytes of text)."""
+def _in_process_slots(docs, ctx: int | None) -> tuple[int, int | None]:
+    """Slots for the part summaries, and each one's window on a CPU (None: the plan's).
+
+    Batch (AUTO_SLOTS) when the inputs likely take more than one call: more bytes than two
+    per token of the window (a token is rarely under two bytes of text). Where they surely
+    do (more than MOST_BYTES_PER_TOKEN per token), every call is a part or a merge, and
+    slots of AUTO_SLOT_CTX hold them."""
     from localllm.cli.common import AUTO_SLOTS
     from localllm.engine.plan import DEFAULT_CTX
 
+    window = ctx or DEFAULT_CTX
     size = sum(doc.path.stat().st_size for doc in docs if doc.path.exists())
-    return AUTO_SLOTS if size > 2 * (ctx or DEFAULT_CTX) else 1
+    if size <= 2 * window:
+        return 1, None
+    surely_long = ctx is None and size > MOST_BYTES_PER_TOKEN * window
+    return AUTO_SLOTS, AUTO_SLOT_CTX if surely_long else None
+
+
+# Each automatic slot's window on a CPU for inputs far longer than a window. Its calls are
+# short: a part (sizing.py picks ~1-3k tokens on a CPU) or a merge of part summaries. Eight
+# slots of a full 8k window held 1.5 GB of KV cache for SmolLM2-135M, zeroed at load (3-15 s
+# on a VM that faults memory in lazily), for under 1,300 tokens used in each.
+AUTO_SLOT_CTX = 4096
+MOST_BYTES_PER_TOKEN = 5  # prose in the languages we serve: 2.5-4.5 bytes a token
 
 
 def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options, use_cache,
@@ -127,9 +143,10 @@ def _summarize_all(settings, docs, progress, *, model, ctx, gpu_layers, options,
         from localllm.documents.languages import prepare_detection
 
         prepare_detection()  # beside the model's load, not after it
-    slots = parallel or _in_process_slots(docs, ctx)
+    slots, slot_ctx = (parallel, None) if parallel else _in_process_slots(docs, ctx)
     resolved, engine = load_model(settings, model, ctx, progress, gpu_layers, engine=engine_name,
-                                  parallel=slots, flash_attn=flash_attn)  # fmt: skip
+                                  parallel=slots, flash_attn=flash_attn,
+                                  cpu_slot_ctx=slot_ctx)  # fmt: skip
     mark_with(settings, options.watermark, resolved, engine)
     facts = facts_of(engine)
     parallel = parallel or facts.parallel
