@@ -366,7 +366,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     with _HEADERS_LOCK:
         info = _HEADERS.get(key)
     if info is None:
-        info = _parse_gguf_file(path)
+        info = _parse_gguf_file(path, st.st_size)
         with _HEADERS_LOCK:
             _HEADERS[key] = info
             while len(_HEADERS) > HEADERS_KEPT:
@@ -379,9 +379,8 @@ _HEADERS: dict[tuple, GGUFInfo] = {}
 _HEADERS_LOCK = threading.Lock()
 
 
-def _parse_gguf_file(path: Path) -> GGUFInfo:
+def _parse_gguf_file(path: Path, size: int) -> GGUFInfo:
     try:
-        size = path.stat().st_size
         with path.open("rb", buffering=1024 * 1024) as fh:
             magic = fh.read(4)
             fh.seek(0)

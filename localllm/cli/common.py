@@ -108,9 +108,9 @@ def command_host(settings: Settings, progress, n_ctx=None, gpu_layers=None, *,
     in_child_process loads each model in a process of its own (engine/process.py), for the
     chat app, whose drawing would otherwise compete with generation for the GIL. parallel > 1
     loads the batching engine with that many slots; AUTO_SLOTS, with as many as fit in free
-    RAM (up to 8), each of cpu_slot_ctx tokens on a CPU where given (load_batched). MODEL@NAME
-    references (every reference, with engine) go to the remote
-    engine NAME instead."""
+    RAM (up to 8), each of cpu_slot_ctx tokens on a CPU where given (load_batched).
+    MODEL@NAME references (every reference, with engine) go to the remote engine NAME
+    instead."""
     from localllm.engine import LoadOptions
     from localllm.engine.host import Loader, ModelHost
     from localllm.remote_engines import with_remote_engines
