@@ -12,6 +12,7 @@ from localllm.documents.readers import open_document
 from localllm.engine import Finished, LoadOptions, SamplingParams, Token
 from localllm.engine.base import EitherFlag
 from localllm.engine.batch import BatchEngine
+from localllm.engine.prefix import common_prefix
 from localllm.summarize.pipeline import Summarizer, SummaryOptions
 
 PROMPT = "Write a long story about a lighthouse keeper."
@@ -112,3 +113,83 @@ def test_auto_slots_take_a_short_window_on_a_cpu_unless_one_is_named(starter_pat
         assert named.n_ctx == 1536  # the user's --ctx is kept
     finally:
         named.close()
+
+
+INSTRUCTIONS = "You answer in one short paragraph and keep to the facts you are given. " * 4
+
+
+def first_token_choices(engine, tokens) -> dict[str, float]:
+    params = SamplingParams(max_tokens=1, temperature=0.0, seed=1, logprobs=5)
+    token = next(e for e in engine.stream(tokens, params) if isinstance(e, Token))
+    return dict(token.logprobs[0].top)
+
+
+def shared_prompts(engine, topics):
+    return [engine.chat_tokens([{"role": "system", "content": INSTRUCTIONS},
+                                {"role": "user", "content": f"Tell me about {t}."}])
+            for t in topics]  # fmt: skip
+
+
+def test_parallel_requests_sharing_instructions_compute_them_once(starter_path):
+    engine = BatchEngine.load(starter_path, LoadOptions(n_ctx=512), parallel=3)
+    try:
+        prompts = shared_prompts(engine, ("cats", "dogs", "birds"))
+        shared = min(common_prefix(prompts[0], p) for p in prompts[1:])
+        assert shared >= 64  # instructions long enough that copying them pays
+        results = {}
+
+        def answer(i: int) -> None:
+            params = SamplingParams(max_tokens=8, temperature=0.0, seed=1)
+            results[i] = finish_of(engine.stream(prompts[i], params))
+
+        threads = [threading.Thread(target=answer, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        cached = sorted(results[i].stats.cached_tokens for i in range(3))
+        # Submitted together into empty slots: one computes the instructions, the other
+        # two wait a step and copy them, then prefill only their own question.
+        assert cached == [0, shared, shared]
+        assert all(r.stats.completion_tokens > 0 for r in results.values())
+    finally:
+        engine.close()
+
+
+def test_a_copied_prefix_gives_the_answer_the_slots_own_cache_gives(starter_path):
+    cats, dogs = shared_prompts_of(starter_path, ("cats", "dogs"))
+    # Reference: one slot answers cats, then dogs, reusing the prefix from its own cache.
+    one = BatchEngine.load(starter_path, LoadOptions(n_ctx=512), parallel=1)
+    try:
+        first_token_choices(one, cats)
+        reference = first_token_choices(one, dogs)
+    finally:
+        one.close()
+    # Two slots: dogs lands on the empty slot and copies the prefix from the one that
+    # answered cats.
+    two = BatchEngine.load(starter_path, LoadOptions(n_ctx=512), parallel=2)
+    try:
+        first_token_choices(two, cats)
+        busy = two.stream(cats, SamplingParams(max_tokens=48, temperature=0.0, seed=1))
+        next(busy)  # cats is answering again in its own slot, so dogs gets the empty one
+        params = SamplingParams(max_tokens=1, temperature=0.0, seed=1, logprobs=5)
+        events = list(two.stream(dogs, params))
+        busy.close()
+        token = next(e for e in events if isinstance(e, Token))
+        assert finish_of(events).stats.cached_tokens == common_prefix(cats, dogs)
+        copied = dict(token.logprobs[0].top)
+    finally:
+        two.close()
+    common = set(reference) & set(copied)
+    assert len(common) >= 3  # the same likely tokens, with the same likelihoods
+    assert max(abs(reference[t] - copied[t]) for t in common) < 0.02
+
+
+def shared_prompts_of(starter_path, topics):
+    from localllm.engine.llama import load_engine
+
+    engine = load_engine(starter_path, LoadOptions(n_ctx=512))
+    try:
+        return shared_prompts(engine, topics)
+    finally:
+        engine.close()

@@ -8,7 +8,9 @@ from conftest import RecordingEngine
 from test_summarize import long_document, summarizer, write
 
 from localllm.documents.readers import open_document
+from localllm.engine.prefix import common_prefix
 from localllm.gguf_meta import read_gguf_info
+from localllm.summarize.prompts import prompts_for
 from localllm.summarize.sizing import attention_half_depth, part_summary_tokens, part_tokens
 
 
@@ -53,3 +55,22 @@ def test_every_part_is_asked_for_a_summary_of_its_share(engine, tmp_path):
     reserves = [reserve for _, reserve in recorder.calls[: stats["map_calls"]]]
     assert set(reserves) == {stats["part_summary_tokens"]}
     assert stats["part_summary_tokens"] < job.map_reserve
+
+
+@pytest.mark.one_build  # how prompts tokenize, not what the model writes
+@pytest.mark.parametrize("lang", ["en", "es", "fr", "de", "pt", "it"])
+def test_every_part_prompt_is_the_same_up_to_its_text(engine, lang):
+    # The instruction comes before the part, so an engine computes it once per slot (or
+    # copies it between slots) and each part prefills its own text and a few template tokens.
+    prompts = prompts_for(lang)
+
+    def part_prompt(text: str) -> list[int]:
+        user = prompts.chunk.format(text=text)
+        return engine.chat_tokens([{"role": "system", "content": prompts.system},
+                                   {"role": "user", "content": user}])  # fmt: skip
+
+    text = "El viejo molino fue vendido por una comisión de 794 personas."
+    mine, other = part_prompt(text), part_prompt("The bridge was opened in 1902.")
+    unshared = len(mine) - common_prefix(mine, other)
+    assert unshared <= len(engine.tokenize(text, special=False, add_bos=False)) + 8
+    assert len(mine) - len(part_prompt("")) > 8  # the part's own text is in it

@@ -7,9 +7,11 @@ for slots still reading their prompt, then one sample per slot from its own
 sampler chain (grammar, seed, temperature), its own stop strings and limits.
 A new request goes to the idle slot whose cache shares the longest prefix with
 its prompt, so a chat client that resends its history only prefills the new
-turn. A cancelled request (a client that went away) frees its slot at the
-next step. llama.cpp releases the GIL while it decodes, so callers' threads
-and event loops keep running.
+turn; where another slot holds (or is computing) a longer prefix of it, such as
+the instructions every part of a summary starts with, that slot's cache is
+copied instead of prefilled again. A cancelled request (a client that went
+away) frees its slot at the next step. llama.cpp releases the GIL while it
+decodes, so callers' threads and event loops keep running.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ from localllm.errors import ContextOverflow, EngineBusy, LocalLLMError, ModelLoa
 from localllm.gguf_meta import GGUFInfo
 
 N_BATCH = 512  # tokens one decode takes at most: generating slots first, then prefill
+# Another slot's cache is copied whole (llama.cpp copies a sequence's KV stream entire), so a
+# copy pays where prefilling the tokens it saves costs more than moving the stream: prefill
+# does ~2·parameters FLOPs a token, and CPUs compute ~8 FLOPs per byte they copy, GPUs ~60;
+# copies are made where saved tokens x parameters >= COPY_COST x stream bytes.
+COPY_COST = 64
+MIN_BORROWED_TOKENS = 32
 DEFAULT_QUEUE = 64  # requests that may wait for a slot before new ones are turned away
 
 Sink = Callable[[object], None]  # receives Token / Finished events, or an exception
@@ -58,6 +66,7 @@ class _Request:
     cancel: threading.Event | EitherFlag
     sampler: object = None
     next_pos: int = 0  # prompt tokens already in the slot's cache
+    placed: bool = False  # the slot's cache is planned for the prompt (_place)
     next_token: int | None = None  # sampled, to be decoded in the next step
     started: float = field(default_factory=time.perf_counter)
     first_at: float | None = None
@@ -88,6 +97,10 @@ class BatchEngine(LlamaModelText):
         self._memory = self._lib.llama_get_memory(self._ctx)
         self._logit_rows = LogitRows(self._lib, self._ctx, self._n_vocab)
         self._can_cut = can_cut_back(self._lib, llm._model.model)
+        # Sliding-window caches cannot drop a copied tail: those models prefill their own.
+        sliding = self._lib.llama_model_n_swa(llm._model.model) > 0
+        self._stream_bytes = info.kv_bytes_per_token() * self.n_ctx if not sliding else 0
+        self._parameters = info.parameter_count
         self._batch = self._lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [_Slot(i) for i in range(parallel)]
         self._pending: deque[_Request] = deque()
@@ -220,14 +233,7 @@ class BatchEngine(LlamaModelText):
             self._start(slot, request)
 
     def _start(self, slot: _Slot, request: _Request) -> None:
-        # At least the prompt's last token is decoded again: its logits give the first answer.
-        reuse = plan_reuse(slot.cached, request.tokens, can_cut=self._can_cut)
-        keep, mem, seq = reuse.keep, self._memory, slot.seq_id
-        # Some caches (sliding-window attention) cannot drop a tail either: start afresh.
-        if reuse.rebuild or (reuse.cut and not self._lib.llama_memory_seq_rm(mem, seq, keep, -1)):
-            self._lib.llama_memory_seq_rm(mem, seq, -1, -1)
-            keep = 0
-        del slot.cached[keep:]
+        """Seat request in slot; its cache is planned at the next step (_place)."""
         params = request.params
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         try:
@@ -235,12 +241,60 @@ class BatchEngine(LlamaModelText):
         except LocalLLMError as exc:
             request.sink(exc)
             return
-        request.next_pos = keep
-        request.stats = GenerationStats(prompt_tokens=len(request.tokens), cached_tokens=keep)
+        request.stats = GenerationStats(prompt_tokens=len(request.tokens))
         request.stats.stop_reason = "length"
         request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         request.stops = StopScanner(params.stop)
         slot.request = request
+
+    def _place(self, slot: _Slot, request: _Request) -> None:
+        """Plan the slot's cache for its prompt, between steps (every slot's cache is computed
+        then): keep the prefix it shares, or first copy another slot's longer one. Left
+        unplaced, to wait a step, while another slot is still computing a longer one."""
+        donor, wait = self._donor(slot, request.tokens)
+        if wait:
+            return
+        mem, seq = self._memory, slot.seq_id
+        if donor is not None:
+            # Queued by llama.cpp for the next decode, ahead of that step's own tokens.
+            self._lib.llama_memory_seq_cp(mem, donor.seq_id, seq, -1, -1)
+            slot.cached = list(donor.cached)
+        # At least the prompt's last token is decoded again: its logits give the first answer.
+        reuse = plan_reuse(slot.cached, request.tokens, can_cut=self._can_cut)
+        keep = reuse.keep
+        # Some caches (sliding-window attention) cannot drop a tail either: start afresh.
+        if reuse.rebuild or (reuse.cut and not self._lib.llama_memory_seq_rm(mem, seq, keep, -1)):
+            self._lib.llama_memory_seq_rm(mem, seq, -1, -1)
+            keep = 0
+        del slot.cached[keep:]
+        request.next_pos = request.stats.cached_tokens = keep
+        request.placed = True
+
+    def _donor(self, slot: _Slot, tokens: list[int]) -> tuple[_Slot | None, bool]:
+        """The other slot whose cache to copy for this prompt (None: keep this slot's own),
+        and whether to wait a step for a slot still prefilling a longer shared prefix."""
+        if not self._stream_bytes or not self._can_cut:
+            return None, False
+        own = best = common_prefix(slot.cached, tokens)
+        donor, coming = None, own
+        for other in self._slots:
+            if other is slot:
+                continue
+            held = common_prefix(other.cached, tokens)
+            if held > best:
+                donor, best = other, held
+            req = other.request
+            if req is not None and req.placed and req.next_pos < len(req.tokens):
+                coming = max(coming, common_prefix(req.tokens, tokens))
+        if self._copy_pays(coming - best):
+            return None, True
+        return (donor, False) if self._copy_pays(best - own) else (None, False)
+
+    def _copy_pays(self, tokens_saved: int) -> bool:
+        return (
+            tokens_saved >= MIN_BORROWED_TOKENS
+            and tokens_saved * self._parameters >= COPY_COST * self._stream_bytes
+        )
 
     def _step(self) -> None:
         """One decode over every active slot, then one sample for each that has logits."""
@@ -249,6 +303,8 @@ class BatchEngine(LlamaModelText):
         n = 0
         for slot in self._active():
             request = slot.request
+            if not request.placed and not request.cancel.is_set():
+                self._place(slot, request)
             if request.cancel.is_set():
                 request.stats.stop_reason = "cancelled"
                 self._finish(slot)
@@ -260,7 +316,7 @@ class BatchEngine(LlamaModelText):
                 n += 1
         for slot in self._active():
             request = slot.request
-            if request.next_pos >= len(request.tokens) or n >= N_BATCH:
+            if not request.placed or request.next_pos >= len(request.tokens) or n >= N_BATCH:
                 continue
             chunk = request.tokens[request.next_pos : request.next_pos + N_BATCH - n]
             last = request.next_pos + len(chunk) == len(request.tokens)

@@ -13,13 +13,18 @@ from dataclasses import dataclass
 
 from localllm.documents.languages import LANGUAGE_NAMES
 
-PROMPT_VERSION = 2  # 2: summaries cut at their budget end at a whole sentence
+# 2: summaries cut at their budget end at a whole sentence; 3: the part prompt's instruction
+# comes before the part
+PROMPT_VERSION = 3
 
 
 @dataclass(frozen=True)
 class PromptSet:
     system: str
-    chunk: str  # {text}: summarize one part of a longer document
+    # {text}: summarize one part of a longer document. The instruction comes first, so every
+    # part's prompt up to its text is the same: an engine computes it once per slot, and
+    # each part prefills its own text and a few template tokens, not the instruction again.
+    chunk: str
     combine: str  # {text}: merge partial summaries into one
     final: str  # {text} {length} {style}: the summary the user reads
     lengths: dict[str, str]
@@ -29,8 +34,8 @@ class PromptSet:
 ENGLISH = PromptSet(
     system="You summarize documents faithfully. Use only facts stated in the text; never add "
     "outside knowledge or opinions.",
-    chunk="Here is one part of a longer document:\n\n{text}\n\nSummarize this part in a few "
-    "sentences, keeping names, numbers, dates and key facts.",
+    chunk="Summarize this part of a longer document in a few sentences, keeping names, "
+    "numbers, dates and key facts:\n\n{text}",
     combine="Here are summaries of consecutive parts of one document:\n\n{text}\n\nMerge them "
     "into one shorter summary that keeps the key facts, names and numbers.",
     final="{text}\n\nWrite a {length} summary of the text above, {style}. Use only facts "
@@ -43,8 +48,8 @@ ENGLISH = PromptSet(
 SPANISH = PromptSet(
     system="Resumes documentos con fidelidad. Usa solo hechos que aparecen en el texto; nunca "
     "añadas conocimientos externos ni opiniones. Escribe siempre en español.",
-    chunk="Esta es una parte de un documento más largo:\n\n{text}\n\nResume esta parte en "
-    "unas pocas frases, conservando nombres, cifras, fechas y hechos clave.",
+    chunk="Resume en unas pocas frases esta parte de un documento más largo, conservando "
+    "nombres, cifras, fechas y hechos clave:\n\n{text}",
     combine="Estos son resúmenes de partes consecutivas de un mismo documento:\n\n{text}\n\n"
     "Fúndelos en un único resumen más breve que conserve los hechos, nombres y cifras clave.",
     final="{text}\n\nEscribe un resumen {length} del texto anterior, {style}. Usa solo hechos "
@@ -57,8 +62,8 @@ SPANISH = PromptSet(
 FRENCH = PromptSet(
     system="Tu résumes des documents fidèlement. N'utilise que les faits présents dans le "
     "texte ; n'ajoute jamais de connaissances extérieures ni d'opinions. Écris en français.",
-    chunk="Voici une partie d'un document plus long :\n\n{text}\n\nRésume cette partie en "
-    "quelques phrases, en gardant les noms, chiffres, dates et faits essentiels.",
+    chunk="Résume en quelques phrases cette partie d'un document plus long, en gardant les "
+    "noms, chiffres, dates et faits essentiels :\n\n{text}",
     combine="Voici les résumés de parties consécutives d'un même document :\n\n{text}\n\n"
     "Fusionne-les en un seul résumé plus court qui garde les faits, noms et chiffres clés.",
     final="{text}\n\nÉcris un résumé {length} du texte ci-dessus, {style}. N'utilise que des "
@@ -71,8 +76,8 @@ FRENCH = PromptSet(
 GERMAN = PromptSet(
     system="Du fasst Dokumente getreu zusammen. Verwende nur Fakten aus dem Text; füge nie "
     "externes Wissen oder Meinungen hinzu. Schreibe auf Deutsch.",
-    chunk="Hier ist ein Teil eines längeren Dokuments:\n\n{text}\n\nFasse diesen Teil in "
-    "wenigen Sätzen zusammen und behalte Namen, Zahlen, Daten und wichtige Fakten bei.",
+    chunk="Fasse diesen Teil eines längeren Dokuments in wenigen Sätzen zusammen und behalte "
+    "Namen, Zahlen, Daten und wichtige Fakten bei:\n\n{text}",
     combine="Hier sind Zusammenfassungen aufeinanderfolgender Teile eines Dokuments:\n\n{text}"
     "\n\nFüge sie zu einer kürzeren Zusammenfassung mit den wichtigsten Fakten zusammen.",
     final="{text}\n\nSchreibe eine {length} Zusammenfassung des obigen Textes, {style}. "
@@ -85,8 +90,8 @@ GERMAN = PromptSet(
 PORTUGUESE = PromptSet(
     system="Você resume documentos com fidelidade. Use apenas fatos presentes no texto; nunca "
     "acrescente conhecimento externo nem opiniões. Escreva em português.",
-    chunk="Esta é uma parte de um documento mais longo:\n\n{text}\n\nResuma esta parte em "
-    "poucas frases, mantendo nomes, números, datas e fatos principais.",
+    chunk="Resuma em poucas frases esta parte de um documento mais longo, mantendo nomes, "
+    "números, datas e fatos principais:\n\n{text}",
     combine="Estes são resumos de partes consecutivas de um mesmo documento:\n\n{text}\n\n"
     "Junte-os num único resumo mais curto que mantenha os fatos, nomes e números principais.",
     final="{text}\n\nEscreva um resumo {length} do texto acima, {style}. Use apenas fatos do "
@@ -107,7 +112,7 @@ def prompts_for(lang: str) -> PromptSet:
     suffix = f" Write in {name}."
     return PromptSet(
         system=ENGLISH.system + suffix,
-        chunk=ENGLISH.chunk + suffix,
+        chunk=f"{suffix.strip()} {ENGLISH.chunk}",  # before the part, as the instruction is
         combine=ENGLISH.combine + suffix,
         final=ENGLISH.final + suffix,
         lengths=ENGLISH.lengths,
