@@ -11,10 +11,14 @@ the bound
     document tokens / pp512  +  summary tokens written (all passes) / tg128
 
 and their ratio (target <= 1.3), the part count and length, the summary's
-length, and the child's peak memory.
+length, the share of the summary's numbers (years, counts, costs) found in the
+document (a cheap check that a faster run did not start inventing facts), and the
+child's peak memory. Each configuration runs --rounds times, alternating, and the
+median wall time is the one reported (this machine's runs differ by up to 10 %).
 
     python benchmarks/summarize_speed.py [MODEL] [--tokens 17857] [--lang es|en]
-                                         [--compare-window] [--parallel N]
+                                         [--compare-window] [--compare-parts N]
+                                         [--parallel N] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -114,6 +119,15 @@ def summarize(doc: Path, model: str, extra: list[str]) -> tuple[dict, float, str
     return result["stats"], time.perf_counter() - started, result["summary"]
 
 
+NUMBER = re.compile(r"\b\d{2,}\b")  # years, counts and costs; single digits say little
+
+
+def _median_round(results: list) -> tuple:
+    """The round whose wall time is the median (the lower one of an even count)."""
+    ordered = sorted(results, key=lambda r: r[1])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")
@@ -122,6 +136,14 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=None)
     parser.add_argument("--parallel", type=int, default=None)
     parser.add_argument("--compare-window", action="store_true")
+    parser.add_argument(
+        "--compare-parts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also run with parts of N tokens, alternating with the default",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     settings = Settings.from_env()
     model = resolve_model(settings, args.model)
@@ -130,20 +152,32 @@ def main() -> None:
     rates = llama_bench(CACHE, model.path, threads)
     extra = ["--ctx", str(args.ctx)] if args.ctx else []
     extra += ["--parallel", str(args.parallel)] if args.parallel else []
-    runs = {}
+    configs = {"default": extra}
+    if args.compare_window:
+        configs["window"] = [*extra, "--part-tokens", str(n_ctx)]
+    if args.compare_parts:
+        configs[f"parts_{args.compare_parts}"] = [*extra, "--part-tokens", str(args.compare_parts)]
+    rounds: dict[str, list] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory() as scratch:
         doc = Path(scratch) / "document.txt"
         make_document(doc, args.tokens, lambda t: len(engine.tokenize(t, special=False)),
                       args.lang)  # fmt: skip
         engine.close()
-        runs["default"] = summarize(doc, model.name, extra)
-        if args.compare_window:
-            runs["window"] = summarize(doc, model.name, [*extra, "--part-tokens", str(n_ctx)])
+        for _ in range(args.rounds):
+            for name, flags in configs.items():
+                rounds[name].append(summarize(doc, model.name, flags))
+        numbers = set(NUMBER.findall(doc.read_text(encoding="utf-8")))
+    runs = {name: _median_round(results) for name, results in rounds.items()}
     report = {"bench": "summarize", "model": model.name, "threads": threads, "n_ctx": n_ctx,
               "llama_bench": rates, "runs": {}}  # fmt: skip
     for name, (stats, wall, summary) in runs.items():
         bound = stats["document_tokens"] / rates["pp512"] + stats["summary_tokens"] / rates["tg128"]
+        cited = NUMBER.findall(summary)
         report["runs"][name] = {
+            "rounds_wall_s": [round(r[1], 1) for r in rounds[name]],
+            "summary_numbers": len(cited),
+            "summary_numbers_in_document": round(sum(n in numbers for n in cited) / len(cited), 2)
+            if cited else None,
             "document_tokens": stats["document_tokens"], "chunks": stats["chunks"],
             "part_tokens": stats.get("part_tokens"), "calls": stats["calls"],
             "summary_tokens": stats["summary_tokens"], "summary_words": len(summary.split()),
