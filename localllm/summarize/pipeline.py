@@ -25,6 +25,7 @@ from localllm.documents.chunking import Chunker, through_last_sentence
 from localllm.documents.languages import detect_language
 from localllm.documents.readers import Document, text_blocks
 from localllm.engine import Finished, SamplingParams, Token
+from localllm.engine.prefix import common_prefix
 from localllm.engine.reasoning import answer_only, engine_thinking, split_reply
 from localllm.progress import ProgressReporter, SilentProgress
 from localllm.summarize.prompts import PROMPT_VERSION, PromptSet, prompts_for
@@ -116,6 +117,12 @@ class Summarizer:
 
     def _overhead(self, prompts: PromptSet, template: str) -> int:
         return len(self._prompt(prompts, template, ""))
+
+    def _repeated_overhead(self, prompts: PromptSet, template: str) -> int:
+        """Prompt tokens besides the text that differ from call to call: those after the
+        text starts. Engines keep the common start cached (per slot, or copied)."""
+        empty = self._prompt(prompts, template, "")
+        return len(empty) - common_prefix(empty, self._prompt(prompts, template, "Texto."))
 
     def _generate(self, kind: str, prompt: list[int], reserve: int,
                   on_token: Callable[[str], None] | None = None) -> str:  # fmt: skip
@@ -242,7 +249,8 @@ class Summarizer:
         if self.options.part_tokens:
             return max(64, min(most, self.options.part_tokens))
         on_gpu = self.engine.plan.n_gpu_layers != 0
-        chosen = part_tokens(most, self.engine.info, self._overhead(prompts, prompts.chunk),
+        chosen = part_tokens(most, self.engine.info,
+                             self._repeated_overhead(prompts, prompts.chunk),
                              on_gpu=on_gpu)  # fmt: skip
         if chosen < most:
             self.progress.message(
