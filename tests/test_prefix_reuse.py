@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from localllm.engine.prefix import Reuse, can_cut_back, plan_reuse
+from localllm.engine.prefix import Reuse, can_cut_back, choose_donor, plan_reuse
 
 CASES = [
     # cached, prompt, can_cut -> Reuse
@@ -47,3 +47,29 @@ def test_the_starter_model_is_an_attention_model_whose_cache_can_be_cut(engine):
 
     assert can_cut_back(llama_cpp, engine._llm._model.model)
     assert engine._can_cut
+
+
+def pays_from_4(tokens_saved: int) -> bool:
+    return tokens_saved >= 4
+
+
+INSTRUCTIONS = [7, 7, 7, 7, 7, 7]
+PART_A, PART_B = [*INSTRUCTIONS, 1, 2], [*INSTRUCTIONS, 3, 4]
+
+DONOR_CASES = [
+    # prompt, own cache, others (held, still prefilling) -> (donor, wait)
+    (PART_B, [], [(PART_A, None)], (0, False)),  # copy the instructions another slot holds
+    (PART_B, INSTRUCTIONS, [(PART_A, None)], (None, False)),  # its own cache has them
+    (PART_B, [], [([], PART_A)], (None, True)),  # another slot is computing them: wait
+    (PART_B, [], [(PART_A[:1], PART_A)], (None, True)),  # ...not yet far enough
+    (PART_B, [], [(PART_A, PART_A)], (0, False)),  # computed: copy, though it goes on
+    (PART_B, [7, 7], [(PART_A, None)], (0, False)),  # saves 4 more than its own: copy
+    (PART_B, [7, 7, 7], [(PART_A, None)], (None, False)),  # saves 3: prefill them
+    (PART_B, [], [([9, 9, 9, 9, 9], None), (PART_A, None)], (1, False)),  # the one sharing
+    ([5, 5, 5, 5, 5], [], [(PART_A, PART_A)], (None, False)),  # nothing shared: prefill
+]
+
+
+@pytest.mark.parametrize("prompt, own, others, expected", DONOR_CASES)
+def test_which_slot_a_prompt_copies_its_prefix_from(prompt, own, others, expected):
+    assert choose_donor(prompt, own, others, pays_from_4) == expected

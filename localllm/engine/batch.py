@@ -38,7 +38,7 @@ from localllm.engine.base import (
     Token,
 )
 from localllm.engine.llama import LlamaModelText, open_llama, plan_load
-from localllm.engine.prefix import can_cut_back, common_prefix, plan_reuse
+from localllm.engine.prefix import can_cut_back, choose_donor, common_prefix, plan_reuse
 from localllm.engine.sampling import LogitRows, make_sampler, token_logprob
 from localllm.engine.stops import StopScanner
 from localllm.engine.watermark import watermark_for
@@ -275,20 +275,10 @@ class BatchEngine(LlamaModelText):
         and whether to wait a step for a slot still prefilling a longer shared prefix."""
         if not self._stream_bytes or not self._can_cut:
             return None, False
-        own = best = common_prefix(slot.cached, tokens)
-        donor, coming = None, own
-        for other in self._slots:
-            if other is slot:
-                continue
-            held = common_prefix(other.cached, tokens)
-            if held > best:
-                donor, best = other, held
-            req = other.request
-            if req is not None and req.placed and req.next_pos < len(req.tokens):
-                coming = max(coming, common_prefix(req.tokens, tokens))
-        if self._copy_pays(coming - best):
-            return None, True
-        return (donor, False) if self._copy_pays(best - own) else (None, False)
+        others = [s for s in self._slots if s is not slot]
+        views = [(s.cached, _prefilling(s)) for s in others]
+        index, wait = choose_donor(tokens, slot.cached, views, self._copy_pays)
+        return (None if index is None else others[index]), wait
 
     def _copy_pays(self, tokens_saved: int) -> bool:
         return (
@@ -424,6 +414,14 @@ def load_batched(path: str | Path, options: LoadOptions, *, most: int,
     if slots == 1:
         return load_engine(path, options)
     return BatchEngine.load(path, options, parallel=slots)
+
+
+def _prefilling(slot: _Slot) -> list[int] | None:
+    """The prompt a slot is still reading into its cache, if any."""
+    request = slot.request
+    if request is None or not request.placed or request.next_pos >= len(request.tokens):
+        return None
+    return request.tokens
 
 
 def _layers_on_gpu(plan: LoadPlan) -> float:
