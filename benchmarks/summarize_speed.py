@@ -13,8 +13,10 @@ the bound
 and their ratio (target <= 1.3), the part count and length, the summary's
 length, the share of the summary's numbers (years, counts, costs) found in the
 document (a cheap check that a faster run did not start inventing facts), and the
-child's peak memory. Each configuration runs --rounds times, alternating, and the
-median wall time is the one reported (this machine's runs differ by up to 10 %).
+child's peak memory. Each round runs llama-bench and then every configuration, so
+each run's bound is measured minutes, not a quarter of an hour, from it (a VM's
+speed drifts by 10 % and more); the round with the median ratio is reported, with
+every round's wall, bound and ratio.
 
     python benchmarks/summarize_speed.py [MODEL] [--tokens 17857] [--lang es|en]
                                          [--compare-window] [--compare-parts N]
@@ -122,9 +124,13 @@ def summarize(doc: Path, model: str, extra: list[str]) -> tuple[dict, float, str
 NUMBER = re.compile(r"\b\d{2,}\b")  # years, counts and costs; single digits say little
 
 
+def _bound(stats: dict, rates: dict) -> float:
+    return stats["document_tokens"] / rates["pp512"] + stats["summary_tokens"] / rates["tg128"]
+
+
 def _median_round(results: list) -> tuple:
-    """The round whose wall time is the median (the lower one of an even count)."""
-    ordered = sorted(results, key=lambda r: r[1])
+    """The round whose ratio to its own bound is the median (the lower of an even count)."""
+    ordered = sorted(results, key=lambda r: r[1] / _bound(r[0], r[3]))
     return ordered[(len(ordered) - 1) // 2]
 
 
@@ -149,7 +155,6 @@ def main() -> None:
     model = resolve_model(settings, args.model)
     engine = load_engine(model.path, LoadOptions(n_ctx=args.ctx))
     threads, n_ctx = engine.plan.n_threads, engine.n_ctx
-    rates = llama_bench(CACHE, model.path, threads)
     extra = ["--ctx", str(args.ctx)] if args.ctx else []
     extra += ["--parallel", str(args.parallel)] if args.parallel else []
     configs = {"default": extra}
@@ -164,17 +169,20 @@ def main() -> None:
                       args.lang)  # fmt: skip
         engine.close()
         for _ in range(args.rounds):
+            rates = llama_bench(CACHE, model.path, threads)
             for name, flags in configs.items():
-                rounds[name].append(summarize(doc, model.name, flags))
+                rounds[name].append((*summarize(doc, model.name, flags), rates))
         numbers = set(NUMBER.findall(doc.read_text(encoding="utf-8")))
     runs = {name: _median_round(results) for name, results in rounds.items()}
     report = {"bench": "summarize", "model": model.name, "threads": threads, "n_ctx": n_ctx,
-              "llama_bench": rates, "runs": {}}  # fmt: skip
-    for name, (stats, wall, summary) in runs.items():
-        bound = stats["document_tokens"] / rates["pp512"] + stats["summary_tokens"] / rates["tg128"]
+              "runs": {}}  # fmt: skip
+    for name, (stats, wall, summary, rates) in runs.items():
+        bound = _bound(stats, rates)
         cited = NUMBER.findall(summary)
         report["runs"][name] = {
-            "rounds_wall_s": [round(r[1], 1) for r in rounds[name]],
+            "rounds": [{"wall_s": round(r[1], 1), "bound_s": round(_bound(r[0], r[3]), 1),
+                        "ratio": round(r[1] / _bound(r[0], r[3]), 3)} for r in rounds[name]],
+            "llama_bench": rates,
             "summary_numbers": len(cited),
             "summary_numbers_in_document": round(sum(n in numbers for n in cited) / len(cited), 2)
             if cited else None,
