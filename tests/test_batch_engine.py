@@ -130,6 +130,7 @@ def shared_prompts(engine, topics):
             for t in topics]  # fmt: skip
 
 
+@pytest.mark.one_build  # cache hits, not what the model writes
 def test_parallel_requests_sharing_instructions_compute_them_once(starter_path):
     engine = BatchEngine.load(starter_path, LoadOptions(n_ctx=512), parallel=3)
     try:
